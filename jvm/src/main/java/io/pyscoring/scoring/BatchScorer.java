@@ -1,0 +1,261 @@
+package io.pyscoring.scoring;
+
+import io.pyscoring.metrics.ScoringMetrics;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.function.LongSupplier;
+import org.apache.flink.metrics.Counter;
+import org.apache.flink.types.Row;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import org.tensorflow.Result;
+import org.tensorflow.Tensor;
+import org.tensorflow.ndarray.buffer.DataBuffers;
+import org.tensorflow.types.TBool;
+import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.TFloat64;
+import org.tensorflow.types.TInt32;
+import org.tensorflow.types.TInt64;
+import org.tensorflow.types.TString;
+
+/**
+ * Runs one batch through TensorFlow and completes each row's future with its own output row.
+ *
+ * <p>Output rows hold the signature outputs in manifest order, then {@code model_version},
+ * {@code error_code} and {@code error}. A batch that TensorFlow rejects is split in halves until
+ * the failing rows are alone; those rows get {@code error_code} {@code TF_ERROR} and the
+ * TensorFlow message, and every other row is scored. Called on the batcher's thread only.
+ */
+final class BatchScorer {
+
+    private static final Logger LOG = LoggerFactory.getLogger(BatchScorer.class);
+    static final String PATH_LABEL = "jvm";
+
+    /** Flink metric-group counters, so the web UI and Flink's reporters see the scorer. */
+    record FlinkCounters(Counter predictions, Counter errors) {}
+
+    private final LoadedModel model;
+    private final List<TensorSpec> inputs;
+    private final List<TensorSpec> outputs;
+    private final LongSupplier nanoClock;
+    private final FlinkCounters flinkCounters;
+    private final ScoringMetrics metrics;
+    private final String[] labels;
+    private long loggedErrors;
+
+    BatchScorer(LoadedModel model, LongSupplier nanoClock, FlinkCounters flinkCounters) {
+        this.model = model;
+        this.inputs = model.spec.inputs();
+        this.outputs = model.spec.outputs();
+        this.nanoClock = nanoClock;
+        this.flinkCounters = flinkCounters;
+        this.metrics = ScoringMetrics.get();
+        this.labels =
+                new String[] {
+                    model.spec.modelName(), String.valueOf(model.spec.version()), PATH_LABEL
+                };
+    }
+
+    /** Number of fields of an output row. */
+    int outputArity() {
+        return outputs.size() + 3;
+    }
+
+    /** Scores every row of {@code batch}; completes all of its futures. */
+    void score(InputBatch batch) {
+        long start = nanoClock.getAsLong();
+        int scored = scoreRange(batch, 0, batch.size);
+        long end = nanoClock.getAsLong();
+        metrics.batchLatency.labelValues(labels).observe((end - start) / 1e9);
+        metrics.batchSize.labelValues(labels).observe(batch.size);
+        metrics.predictions.labelValues(labels).inc(scored);
+        if (flinkCounters != null) {
+            flinkCounters.predictions().inc(scored);
+        }
+        var latency = metrics.predictionLatency.labelValues(labels);
+        for (int i = 0; i < batch.size; i++) {
+            latency.observe((end - batch.enqueuedNanos[i]) / 1e9);
+        }
+    }
+
+    /** Scores rows [from, from + count); returns how many rows got a score. */
+    private int scoreRange(InputBatch batch, int from, int count) {
+        Object[][] values;
+        try {
+            values = run(batch, from, count);
+        } catch (RuntimeException e) {
+            if (count > 1) {
+                int half = count / 2;
+                return scoreRange(batch, from, half) + scoreRange(batch, from + half, count - half);
+            }
+            completeWithError(batch.futures[from], "TF_ERROR", e.getMessage());
+            return 0;
+        }
+        for (int row = 0; row < count; row++) {
+            Row output = new Row(outputArity());
+            for (int o = 0; o < outputs.size(); o++) {
+                output.setField(o, values[o][row]);
+            }
+            output.setField(outputs.size(), model.spec.version());
+            batch.futures[from + row].complete(List.of(output));
+        }
+        return count;
+    }
+
+    /** Completes a row with an error row and counts it. Thread-safe. */
+    void completeWithError(
+            CompletableFuture<Collection<Row>> future, String errorCode, String message) {
+        Row output = new Row(outputArity());
+        output.setField(outputs.size(), model.spec.version());
+        output.setField(outputs.size() + 1, errorCode);
+        output.setField(outputs.size() + 2, message);
+        metrics.predictionErrors.labelValues(labels[0], labels[1], labels[2], errorCode).inc();
+        if (flinkCounters != null) {
+            flinkCounters.errors().inc();
+        }
+        synchronized (this) {
+            if (loggedErrors++ < 10) {
+                LOG.warn("Row not scored ({}): {}", errorCode, message);
+            } else if (loggedErrors % 10_000 == 0) {
+                LOG.warn("{} rows not scored so far; the latest ({}): {}", loggedErrors, errorCode, message);
+            }
+        }
+        future.complete(List.of(output));
+    }
+
+    /** Runs TensorFlow on rows [from, from + count); returns values[output][row]. */
+    private Object[][] run(InputBatch batch, int from, int count) {
+        Map<String, Tensor> feeds = new LinkedHashMap<>();
+        try {
+            for (int i = 0; i < inputs.size(); i++) {
+                feeds.put(inputs.get(i).name(), batch.columns[i].toTensor(from, count));
+            }
+            try (Result result = model.function.call(feeds)) {
+                Object[][] values = new Object[outputs.size()][];
+                for (int o = 0; o < outputs.size(); o++) {
+                    TensorSpec spec = outputs.get(o);
+                    Tensor tensor =
+                            result.get(spec.name())
+                                    .orElseThrow(
+                                            () ->
+                                                    new IllegalStateException(
+                                                            "TensorFlow returned no output '"
+                                                                    + spec.name()
+                                                                    + "'"));
+                    values[o] = readOutput(spec, tensor, count);
+                }
+                return values;
+            }
+        } finally {
+            for (Tensor tensor : feeds.values()) {
+                tensor.close();
+            }
+        }
+    }
+
+    /** Copies an output tensor into one boxed value (or array) per row. */
+    static Object[] readOutput(TensorSpec spec, Tensor tensor, int rows) {
+        int width = Math.max(spec.width(), 1);
+        long expected = (long) rows * width;
+        if (tensor.shape().size() != expected) {
+            throw new IllegalStateException(
+                    "Output '"
+                            + spec.name()
+                            + "' has shape "
+                            + tensor.shape()
+                            + ", expected "
+                            + rows
+                            + (spec.width() == 0 ? "" : " x " + spec.width())
+                            + " values");
+        }
+        Object[] flat = new Object[(int) expected];
+        switch (spec.type()) {
+            case FLOAT32 -> {
+                float[] data = new float[flat.length];
+                ((TFloat32) tensor).copyTo(DataBuffers.of(data, false, false));
+                for (int i = 0; i < data.length; i++) flat[i] = data[i];
+            }
+            case FLOAT64 -> {
+                double[] data = new double[flat.length];
+                ((TFloat64) tensor).copyTo(DataBuffers.of(data, false, false));
+                for (int i = 0; i < data.length; i++) flat[i] = data[i];
+            }
+            case INT32 -> {
+                int[] data = new int[flat.length];
+                ((TInt32) tensor).copyTo(DataBuffers.of(data, false, false));
+                for (int i = 0; i < data.length; i++) flat[i] = data[i];
+            }
+            case INT64 -> {
+                long[] data = new long[flat.length];
+                ((TInt64) tensor).copyTo(DataBuffers.of(data, false, false));
+                for (int i = 0; i < data.length; i++) flat[i] = data[i];
+            }
+            case BOOL -> {
+                boolean[] data = new boolean[flat.length];
+                ((TBool) tensor).copyTo(DataBuffers.of(data, false, false));
+                for (int i = 0; i < data.length; i++) flat[i] = data[i];
+            }
+            case STRING -> {
+                String[] data = new String[flat.length];
+                ((TString) tensor).copyTo(DataBuffers.ofObjects(data));
+                System.arraycopy(data, 0, flat, 0, data.length);
+            }
+        }
+        if (spec.width() == 0) {
+            return flat;
+        }
+        Object[] perRow = new Object[rows];
+        for (int row = 0; row < rows; row++) {
+            Object[] array = newArray(spec.type(), spec.width());
+            System.arraycopy(flat, row * spec.width(), array, 0, spec.width());
+            perRow[row] = array;
+        }
+        return perRow;
+    }
+
+    private static Object[] newArray(TensorType type, int length) {
+        return switch (type) {
+            case FLOAT32 -> new Float[length];
+            case FLOAT64 -> new Double[length];
+            case INT32 -> new Integer[length];
+            case INT64 -> new Long[length];
+            case BOOL -> new Boolean[length];
+            case STRING -> new String[length];
+        };
+    }
+
+    /** Runs one row of neutral values (0, false, "") so the first real batch pays no setup. */
+    void warmUp() {
+        InputBatch batch = new InputBatch(inputs, 1);
+        Object[] values = new Object[inputs.size()];
+        for (int i = 0; i < values.length; i++) {
+            values[i] =
+                    switch (inputs.get(i).type()) {
+                        case FLOAT32 -> 0.0f;
+                        case FLOAT64 -> 0.0;
+                        case INT32 -> 0;
+                        case INT64 -> 0L;
+                        case BOOL -> false;
+                        case STRING -> "";
+                    };
+        }
+        batch.add(values, 0, new CompletableFuture<>(), nanoClock.getAsLong());
+        long start = nanoClock.getAsLong();
+        run(batch, 0, 1);
+        LOG.info(
+                "Warmed up model {} version {} in {} ms",
+                model.spec.modelName(),
+                model.spec.version(),
+                (nanoClock.getAsLong() - start) / 1_000_000);
+    }
+
+    List<String> outputNames() {
+        List<String> names = new ArrayList<>();
+        for (TensorSpec spec : outputs) names.add(spec.name());
+        return names;
+    }
+}

@@ -1,0 +1,282 @@
+package io.pyscoring.scoring;
+
+import io.pyscoring.metrics.ScoringMetrics;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import org.apache.flink.metrics.MetricGroup;
+import org.apache.flink.table.api.DataTypes;
+import org.apache.flink.table.catalog.DataTypeFactory;
+import org.apache.flink.table.functions.AsyncTableFunction;
+import org.apache.flink.table.functions.FunctionContext;
+import org.apache.flink.table.functions.FunctionDefinition;
+import org.apache.flink.table.functions.SpecializedFunction;
+import org.apache.flink.table.functions.UserDefinedFunction;
+import org.apache.flink.table.types.DataType;
+import org.apache.flink.table.types.inference.ArgumentCount;
+import org.apache.flink.table.types.inference.CallContext;
+import org.apache.flink.table.types.inference.ConstantArgumentCount;
+import org.apache.flink.table.types.inference.InputTypeStrategy;
+import org.apache.flink.table.types.inference.Signature;
+import org.apache.flink.table.types.inference.TypeInference;
+import org.apache.flink.table.types.logical.LogicalType;
+import org.apache.flink.table.types.logical.LogicalTypeRoot;
+import org.apache.flink.table.types.logical.utils.LogicalTypeCasts;
+import org.apache.flink.types.Row;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * {@code pyscoring_predict(export_dir, input_1, ..., input_n)}: scores rows with a SavedModel
+ * through TensorFlow Java, in micro-batches.
+ *
+ * <p>{@code export_dir} is a string literal: an export directory (its newest complete version
+ * is served) or one version folder. The other arguments follow the manifest's signature inputs
+ * in order; an argument whose SQL type is not the input's type, and cannot be cast to it
+ * implicitly, fails at planning time with the input's name. The function emits one row per
+ * input row: the signature outputs, {@code model_version BIGINT}, {@code error_code STRING} and
+ * {@code error STRING}; a row that could not be scored has NULL outputs and an error.
+ *
+ * <p>Register it as an async table function and raise {@code
+ * table.exec.async-table.max-concurrent-operations} (default 10) to at least twice {@code
+ * scoring.max-batch-size}: that limit caps the rows in flight, so it also caps the batch size.
+ *
+ * <p>Threads: Flink calls {@link #open}, {@link #eval} and {@link #close} on the task thread;
+ * TensorFlow runs on the subtask's batcher thread, which completes the futures. The model is
+ * loaded once per JVM and version and shared by the JVM's subtasks.
+ */
+public class PredictFunction extends AsyncTableFunction<Row> implements SpecializedFunction {
+
+    private static final long serialVersionUID = 1L;
+    private static final Logger LOG = LoggerFactory.getLogger(PredictFunction.class);
+
+    /** The version folder chosen at planning time; null on the unspecialized instance. */
+    private final String versionDir;
+
+    private transient LoadedModel model;
+    private transient MicroBatcher batcher;
+    private transient BatchScorer scorer;
+
+    public PredictFunction() {
+        this(null);
+    }
+
+    private PredictFunction(String versionDir) {
+        this.versionDir = versionDir;
+    }
+
+    /** Returns an instance bound to the version folder the export directory resolves to now. */
+    @Override
+    public UserDefinedFunction specialize(SpecializedContext context) {
+        String exportDir = exportDirArgument(context.getCallContext());
+        Path resolved = ModelSpec.resolveVersionDir(Path.of(exportDir));
+        return new PredictFunction(resolved.toAbsolutePath().toString());
+    }
+
+    @Override
+    public void open(FunctionContext context) throws Exception {
+        if (versionDir == null) {
+            throw new IllegalStateException(
+                    "pyscoring_predict was not specialized by the planner; register "
+                            + PredictFunction.class.getName()
+                            + " as a SQL function and call it with a literal export_dir");
+        }
+        ScoringOptions options =
+                ScoringOptions.fromLookup(key -> context.getJobParameter(key, null));
+        ModelSpec spec = ModelSpec.read(Path.of(versionDir));
+        ScoringMetrics metrics = ScoringMetrics.get();
+        metrics.startServer(
+                options.metricsHost,
+                options.metricsPortFirst,
+                options.metricsPortLast,
+                options.metricsTargetsFile);
+
+        model = LoadedModel.acquire(spec, options);
+        metrics.modelInfo.addLabelValues(
+                spec.modelName(),
+                String.valueOf(spec.version()),
+                BatchScorer.PATH_LABEL,
+                model.tensorFlowVersion);
+        MetricGroup group =
+                context.getMetricGroup()
+                        .addGroup("pyscoring")
+                        .addGroup("model", spec.modelName());
+        group.gauge("modelVersion", spec::version);
+        BatchScorer.FlinkCounters counters =
+                new BatchScorer.FlinkCounters(
+                        group.counter("predictions"), group.counter("predictionErrors"));
+        scorer = new BatchScorer(model, System::nanoTime, counters);
+        scorer.warmUp();
+
+        String threadName =
+                "pyscoring-batcher-"
+                        + context.getTaskInfo().getTaskNameWithSubtasks()
+                                .replaceAll("[^A-Za-z0-9()/_-]", "_");
+        batcher =
+                new MicroBatcher(
+                        threadName,
+                        spec.inputs(),
+                        options.maxBatchSize,
+                        options.maxBatchDelayMs * 1_000_000L,
+                        System::nanoTime,
+                        scorer::score);
+        LOG.info(
+                "Scoring with model {} version {}: max batch {} rows, max delay {} ms, metrics port {}",
+                spec.modelName(),
+                spec.version(),
+                options.maxBatchSize,
+                options.maxBatchDelayMs,
+                metrics.port());
+    }
+
+    /**
+     * Queues one row. {@code args[0]} is the export directory literal; {@code args[1..]} are the
+     * signature inputs. A NULL input completes the row at once with error code NULL_INPUT.
+     */
+    public void eval(CompletableFuture<Collection<Row>> future, Object... args) {
+        List<TensorSpec> inputs = model.spec.inputs();
+        for (int i = 0; i < inputs.size(); i++) {
+            if (args[i + 1] == null) {
+                scorer.completeWithError(
+                        future, "NULL_INPUT", "input '" + inputs.get(i).name() + "' is NULL");
+                return;
+            }
+        }
+        try {
+            batcher.add(args, 1, future);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            future.completeExceptionally(e);
+        }
+    }
+
+    @Override
+    public void close() throws Exception {
+        if (batcher != null) {
+            batcher.close();
+            batcher = null;
+        }
+        if (model != null) {
+            LoadedModel.release(model);
+            model = null;
+        }
+    }
+
+    // ---------------------------------------------------------------- type inference
+
+    @Override
+    public TypeInference getTypeInference(DataTypeFactory typeFactory) {
+        return TypeInference.newBuilder()
+                .inputTypeStrategy(new SignatureInputStrategy())
+                .outputTypeStrategy(
+                        callContext ->
+                                Optional.of(outputType(specOf(callContext))))
+                .build();
+    }
+
+    /** The row type the function emits for a model. */
+    static DataType outputType(ModelSpec spec) {
+        List<DataTypes.Field> fields = new ArrayList<>();
+        for (TensorSpec output : spec.outputs()) {
+            fields.add(DataTypes.FIELD(output.name(), output.sqlType()));
+        }
+        fields.add(DataTypes.FIELD("model_version", DataTypes.BIGINT()));
+        fields.add(DataTypes.FIELD("error_code", DataTypes.STRING()));
+        fields.add(DataTypes.FIELD("error", DataTypes.STRING()));
+        return DataTypes.ROW(fields);
+    }
+
+    private static String exportDirArgument(CallContext callContext) {
+        if (!callContext.isArgumentLiteral(0) || callContext.isArgumentNull(0)) {
+            throw callContext.newValidationError(
+                    "The first argument of %s must be a string literal naming the model's export"
+                            + " directory",
+                    callContext.getName());
+        }
+        return callContext
+                .getArgumentValue(0, String.class)
+                .orElseThrow(
+                        () ->
+                                callContext.newValidationError(
+                                        "The first argument of %s must be a string literal",
+                                        callContext.getName()));
+    }
+
+    private static ModelSpec specOf(CallContext callContext) {
+        String exportDir = exportDirArgument(callContext);
+        try {
+            return ModelSpec.read(Path.of(exportDir));
+        } catch (IllegalArgumentException e) {
+            throw callContext.newValidationError("%s", e.getMessage());
+        }
+    }
+
+    /** Checks the arguments against the signature inputs, by position, naming each input. */
+    private static final class SignatureInputStrategy implements InputTypeStrategy {
+
+        @Override
+        public ArgumentCount getArgumentCount() {
+            return ConstantArgumentCount.from(1);
+        }
+
+        @Override
+        public Optional<List<DataType>> inferInputTypes(
+                CallContext callContext, boolean throwOnFailure) {
+            ModelSpec spec = specOf(callContext);
+            List<DataType> actual = callContext.getArgumentDataTypes();
+            List<TensorSpec> inputs = spec.inputs();
+            if (actual.size() != inputs.size() + 1) {
+                throw callContext.newValidationError(
+                        "%s takes the export directory and then %d inputs in signature order (%s),"
+                                + " got %d inputs",
+                        callContext.getName(),
+                        inputs.size(),
+                        String.join(", ", inputs.stream().map(TensorSpec::name).toList()),
+                        actual.size() - 1);
+            }
+            List<DataType> result = new ArrayList<>();
+            result.add(DataTypes.STRING());
+            for (int i = 0; i < inputs.size(); i++) {
+                TensorSpec input = inputs.get(i);
+                if (input.width() != 0) {
+                    throw callContext.newValidationError(
+                            "Input '%s' has shape [-1, %d]; pyscoring_predict takes inputs of"
+                                    + " shape [-1] only",
+                            input.name(),
+                            input.width());
+                }
+                LogicalType given = actual.get(i + 1).getLogicalType();
+                DataType expected = input.sqlType();
+                boolean sameRoot =
+                        given.getTypeRoot() == expected.getLogicalType().getTypeRoot()
+                                || (given.getTypeRoot() == LogicalTypeRoot.CHAR
+                                        && input.type() == TensorType.STRING);
+                if (!sameRoot
+                        && !LogicalTypeCasts.supportsImplicitCast(
+                                given, expected.getLogicalType())) {
+                    throw callContext.newValidationError(
+                            "Input '%s' (argument %d) must be %s to match the signature dtype %s,"
+                                    + " got %s; cast the column in SQL or map another column to it",
+                            input.name(),
+                            i + 2,
+                            expected,
+                            input.type().manifestName,
+                            given);
+                }
+                result.add(expected.nullable());
+            }
+            return Optional.of(result);
+        }
+
+        @Override
+        public List<Signature> getExpectedSignatures(FunctionDefinition definition) {
+            return List.of(
+                    Signature.of(
+                            Signature.Argument.of("export_dir", "STRING"),
+                            Signature.Argument.of("input", "...")));
+        }
+    }
+}

@@ -1,0 +1,142 @@
+package io.pyscoring.scoring;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.net.URISyntaxException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import org.apache.flink.types.Row;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** Scores the committed tiny model (see make_test_models.py) through TensorFlow Java. */
+class BatchScorerTest {
+
+    private static LoadedModel model;
+    private static BatchScorer scorer;
+
+    static Path tinyExport() throws URISyntaxException {
+        return Path.of(BatchScorerTest.class.getResource("/models/tiny").toURI());
+    }
+
+    @BeforeAll
+    static void load() throws Exception {
+        ModelSpec spec = ModelSpec.read(tinyExport());
+        model = LoadedModel.acquire(spec, ScoringOptions.defaults());
+        scorer = new BatchScorer(model, System::nanoTime, null);
+        scorer.warmUp();
+    }
+
+    @AfterAll
+    static void release() {
+        LoadedModel.release(model);
+    }
+
+    private static List<Row> score(Object[][] rows) throws Exception {
+        InputBatch batch = new InputBatch(model.spec.inputs(), rows.length);
+        List<CompletableFuture<Collection<Row>>> futures = new ArrayList<>();
+        for (Object[] values : rows) {
+            CompletableFuture<Collection<Row>> future = new CompletableFuture<>();
+            batch.add(values, 0, future, System.nanoTime());
+            futures.add(future);
+        }
+        scorer.score(batch);
+        List<Row> result = new ArrayList<>();
+        for (CompletableFuture<Collection<Row>> future : futures) {
+            assertTrue(future.isDone(), "a row was left without a result");
+            Collection<Row> rowsOut = future.get();
+            assertEquals(1, rowsOut.size());
+            result.add(rowsOut.iterator().next());
+        }
+        return result;
+    }
+
+    @Test
+    void scoresEachRowWithItsOwnInputs() throws Exception {
+        List<Row> rows =
+                score(new Object[][] {{1.5f, 2L, "a"}, {-1.0f, 0L, "b"}, {0.0f, 10L, "a"}});
+        // y = 2 * x + count + (label == "a")
+        assertEquals(6.0f, rows.get(0).getField(0));
+        assertEquals(-2.0f, rows.get(1).getField(0));
+        assertEquals(11.0f, rows.get(2).getField(0));
+        assertArrayEquals(new Float[] {1.5f, -1.5f}, (Float[]) rows.get(0).getField(1));
+        assertEquals(1L, rows.get(0).getField(2));
+        assertNull(rows.get(0).getField(3));
+    }
+
+    @Test
+    void rowRejectedByTensorFlowIsIsolated() throws Exception {
+        Object[][] input = new Object[9][];
+        for (int i = 0; i < input.length; i++) {
+            input[i] = new Object[] {1.0f, (long) i, "b"};
+        }
+        input[5] = new Object[] {1.0f, -3L, "b"};
+        List<Row> rows = score(input);
+        for (int i = 0; i < rows.size(); i++) {
+            Row row = rows.get(i);
+            if (i == 5) {
+                assertNull(row.getField(0));
+                assertEquals("TF_ERROR", row.getField(3));
+                assertTrue(((String) row.getField(4)).contains("count must not be negative"),
+                        (String) row.getField(4));
+            } else {
+                assertEquals(2.0f + i, row.getField(0), "row " + i);
+                assertNull(row.getField(3), "row " + i);
+            }
+        }
+    }
+
+    @Test
+    void outputTypeFollowsSignature() throws Exception {
+        assertEquals(
+                "ROW<`y` FLOAT, `pair` ARRAY<FLOAT>, `model_version` BIGINT,"
+                        + " `error_code` STRING, `error` STRING>",
+                PredictFunction.outputType(model.spec).toString());
+    }
+
+    @Test
+    void modelAboveBudgetIsNotLoaded() throws Exception {
+        ModelSpec spec = ModelSpec.read(tinyExport());
+        ScoringOptions tiny = ScoringOptions.fromMap(Map.of("scoring.jvm.max-model-bytes", "1"));
+        IllegalArgumentException error =
+                assertThrows(IllegalArgumentException.class, () -> LoadedModel.acquire(spec, tiny));
+        assertTrue(error.getMessage().contains("scoring.jvm.max-model-bytes=1"), error.getMessage());
+    }
+
+    @Test
+    void missingExportDirectoryIsNamed() {
+        IllegalArgumentException error =
+                assertThrows(
+                        IllegalArgumentException.class,
+                        () -> ModelSpec.read(Path.of("/nonexistent/export")));
+        assertTrue(error.getMessage().contains("/nonexistent/export"), error.getMessage());
+    }
+
+    @Test
+    void unsupportedDtypeIsNamed() {
+        IllegalArgumentException error =
+                assertThrows(
+                        IllegalArgumentException.class,
+                        () -> TensorType.fromManifestName("complex64", "input 'z'"));
+        assertTrue(error.getMessage().contains("complex64"));
+        assertTrue(error.getMessage().contains("input 'z'"));
+    }
+
+    @Test
+    void optionsRejectMalformedPortRange() {
+        IllegalArgumentException error =
+                assertThrows(
+                        IllegalArgumentException.class,
+                        () -> ScoringOptions.fromMap(Map.of("metrics.port-range", "9300")));
+        assertTrue(error.getMessage().contains("9300"));
+    }
+}
