@@ -1,0 +1,1 @@
+"""Reference models that pyscoring trains, exports and scores."""

@@ -1,0 +1,410 @@
+"""Single-process training of the census model: 1 worker, 0 parameter servers.
+
+`train` loads the training file, runs the step loop in a
+`MonitoredTrainingSession` that writes checkpoints, evaluates the latest
+checkpoint on the test file and exports it. The graph builder
+(`build_training_graph`), the batch order (`iterate_batches`) and the step
+loop (`run_train_loop`) are separate functions so that multi-node training
+can reuse them with its own session and device placement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import sys
+import time
+from typing import Iterator, Mapping, NamedTuple, TextIO
+
+import numpy as np
+import tensorflow as tf
+
+from models import census_wide_deep as model
+from pyscoring import census, evaluation
+from pyscoring.config import Config, ConfigError
+from pyscoring.export import (
+    ExportResult,
+    build_serving_graph,
+    export_model,
+    resolve_checkpoint,
+    restore_serving_session,
+)
+
+logger = logging.getLogger(__name__)
+
+# FTRL learning rate of the wide side. The deep side's Adam learning rate is
+# the configuration key train.learning-rate.
+WIDE_LEARNING_RATE = 0.1
+
+PARAMS_FILE = "model_params.json"
+EVAL_BATCH_SIZE = 4096
+
+
+class TrainingGraph(NamedTuple):
+    """Tensors of the training graph that the step loop feeds and runs."""
+
+    features: dict[str, tf.Tensor]
+    labels: tf.Tensor
+    loss: tf.Tensor
+    train_op: tf.Operation
+    # Global step after this step's update, read in the same session run.
+    global_step_after: tf.Tensor
+
+
+class LoopResult(NamedTuple):
+    """Outcome of `run_train_loop`: last global step and loss, examples trained."""
+
+    global_step: int
+    last_loss: float
+    examples: int
+
+
+def validate_topology(config: Config) -> None:
+    """Raise ConfigError unless train.workers is 1 and train.ps is 0."""
+    workers, ps = config["train.workers"], config["train.ps"]
+    if workers != 1 or ps != 0:
+        raise ConfigError(
+            f"train.workers={workers} and train.ps={ps} request multi-node "
+            "training, which runs through the Flink ML cluster, and this build "
+            "does not provide that cluster yet; set train.workers=1 and train.ps=0"
+        )
+
+
+def train(
+    config: Config,
+    train_path: str | os.PathLike[str],
+    test_path: str | os.PathLike[str],
+    export_dir: str | os.PathLike[str],
+    checkpoint_dir: str | os.PathLike[str],
+    *,
+    model_params: model.ModelParams | None = None,
+) -> ExportResult:
+    """Train the census model, evaluate it on `test_path` and export the next version.
+
+    Reads train.epochs, train.batch-size, train.learning-rate,
+    train.checkpoint-every-steps, train.log-every-steps and train.seed from
+    `config`. `model_params` sets the model's hyperparameters, and its
+    numeric statistics are computed from `train_path` when unset. Training
+    resumes from the latest checkpoint in `checkpoint_dir`, if any, with the
+    model parameters saved there (see `resolve_model_params`). It stops at
+    epochs * ceil(rows / batch size) global steps.
+    """
+    validate_topology(config)
+    checkpoint_dir = os.fspath(checkpoint_dir)
+
+    train_data = census.load(train_path)
+    test_data = census.load(test_path)
+    params = resolve_model_params(model_params, train_data.features, checkpoint_dir)
+
+    logger.info(
+        "Training on %d rows of %s for %d epochs, batch size %d",
+        train_data.num_rows, train_path, config["train.epochs"],
+        config["train.batch-size"],
+    )
+    started = time.monotonic()
+    result = train_in_process(config, params, train_data, checkpoint_dir)
+    train_seconds = time.monotonic() - started
+
+    metrics = evaluate_checkpoint(checkpoint_dir, params, test_data)
+    logger.info(
+        "Trained %d steps in %.1f s; on %s: AUC %.4f, accuracy %.4f, loss %.4f",
+        result.global_step, train_seconds, test_path,
+        metrics["auc"], metrics["accuracy"], metrics["loss"],
+    )
+    return export_model(
+        checkpoint_dir, export_dir, params,
+        global_step=result.global_step, workers=1, ps=0, metrics=metrics,
+    )
+
+
+def resolve_model_params(
+    model_params: model.ModelParams | None,
+    train_features: Mapping[str, np.ndarray],
+    checkpoint_dir: str,
+) -> model.ModelParams:
+    """Return the model parameters to train with and save them in `checkpoint_dir`.
+
+    Unset numeric statistics are computed from `train_features`. When
+    `checkpoint_dir` already contains a checkpoint and its saved parameters,
+    those are used, because the checkpoint's variables were trained with
+    them. Raises ValueError when `model_params` differs from the saved ones.
+    """
+    params = model_params or model.ModelParams()
+    if tf.train.latest_checkpoint(checkpoint_dir) and os.path.isfile(
+        os.path.join(checkpoint_dir, PARAMS_FILE)
+    ):
+        saved = read_model_params(checkpoint_dir)
+        if params.numeric_stats is None:
+            params = dataclasses.replace(params, numeric_stats=saved.numeric_stats)
+        if params != saved:
+            raise ValueError(
+                f"{checkpoint_dir} contains a checkpoint trained with other model "
+                f"parameters ({PARAMS_FILE}); pass an empty checkpoint folder to "
+                "train with new parameters"
+            )
+        return saved
+
+    if params.numeric_stats is None:
+        params = dataclasses.replace(
+            params, numeric_stats=model.compute_numeric_stats(train_features)
+        )
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    with open(os.path.join(checkpoint_dir, PARAMS_FILE), "w", encoding="utf-8") as file:
+        file.write(params.to_json())
+    return params
+
+
+def read_model_params(checkpoint_dir: str | os.PathLike[str]) -> model.ModelParams:
+    """Read the model parameters that training saved in `checkpoint_dir`."""
+    path = os.path.join(os.fspath(checkpoint_dir), PARAMS_FILE)
+    with open(path, encoding="utf-8") as file:
+        return model.ModelParams.from_json(file.read())
+
+
+def build_training_graph(
+    params: model.ModelParams, learning_rate: float,
+    wide_learning_rate: float = WIDE_LEARNING_RATE,
+) -> TrainingGraph:
+    """Add the model, its loss and the optimizers to the current graph.
+
+    The deep side trains with Adam at `learning_rate`, the wide side with
+    FTRL at `wide_learning_rate`. Both apply gradients of the same loss in
+    one step, and the Adam update increments the global step.
+    """
+    global_step = tf.compat.v1.train.get_or_create_global_step()
+    features = model.feature_placeholders()
+    labels = tf.compat.v1.placeholder(tf.int64, shape=[None], name="labels")
+    outputs = model.build_model(features, model.MODE_TRAIN, params, labels=labels)
+
+    wide_variables = tf.compat.v1.trainable_variables(scope=model.WIDE_SCOPE + "/")
+    deep_variables = tf.compat.v1.trainable_variables(scope=model.DEEP_SCOPE + "/")
+    gradients = tf.gradients(outputs.loss, wide_variables + deep_variables)
+    wide_gradients = gradients[: len(wide_variables)]
+    deep_gradients = gradients[len(wide_variables):]
+
+    wide_update = tf.compat.v1.train.FtrlOptimizer(wide_learning_rate).apply_gradients(
+        zip(wide_gradients, wide_variables)
+    )
+    deep_update = tf.compat.v1.train.AdamOptimizer(learning_rate).apply_gradients(
+        zip(deep_gradients, deep_variables), global_step=global_step
+    )
+    train_op = tf.group(wide_update, deep_update, name="train_op")
+    with tf.control_dependencies([train_op]):
+        global_step_after = tf.identity(global_step.read_value(), name="global_step_after")
+    return TrainingGraph(
+        features=features,
+        labels=labels,
+        loss=outputs.loss,
+        train_op=train_op,
+        global_step_after=global_step_after,
+    )
+
+
+def steps_per_epoch(num_rows: int, batch_size: int) -> int:
+    return math.ceil(num_rows / batch_size)
+
+
+def iterate_batches(
+    num_rows: int, batch_size: int, epochs: int, seed: int, start_step: int = 0
+) -> Iterator[np.ndarray]:
+    """Yield row indices of each step: every epoch is a new permutation of the rows.
+
+    The last batch of an epoch has the remaining rows and may be smaller.
+    The order depends only on the arguments, so resuming at `start_step`
+    yields the batches that an uninterrupted run would have yielded next.
+    """
+    rng = np.random.default_rng(seed)
+    per_epoch = steps_per_epoch(num_rows, batch_size)
+    step = 0
+    for _ in range(epochs):
+        order = rng.permutation(num_rows)
+        for index in range(per_epoch):
+            if step >= start_step:
+                yield order[index * batch_size: (index + 1) * batch_size]
+            step += 1
+
+
+def run_train_loop(
+    session,
+    graph: TrainingGraph,
+    features: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    batches: Iterator[np.ndarray],
+    progress: "ProgressReporter",
+) -> LoopResult:
+    """Run one training step per batch of row indices until the batches or the session end.
+
+    `session` is a `MonitoredSession` or a plain `Session`. The loop stops
+    early when the session's `should_stop()` returns True, for example after
+    a `StopAtStepHook`.
+    """
+    global_step = 0
+    last_loss = math.nan
+    examples = 0
+    should_stop = getattr(session, "should_stop", lambda: False)
+    for indices in batches:
+        if should_stop():
+            break
+        feed = {graph.features[name]: values[indices] for name, values in features.items()}
+        feed[graph.labels] = labels[indices]
+        _, loss, global_step = session.run(
+            [graph.train_op, graph.loss, graph.global_step_after], feed_dict=feed
+        )
+        last_loss = float(loss)
+        examples += len(indices)
+        progress.update(int(global_step), len(indices), last_loss)
+    progress.close()
+    return LoopResult(global_step=int(global_step), last_loss=last_loss, examples=examples)
+
+
+def train_in_process(
+    config: Config, params: model.ModelParams, data: census.CensusData,
+    checkpoint_dir: str,
+) -> LoopResult:
+    """Run the training steps of one chief worker in this process.
+
+    Checkpoints go to `checkpoint_dir` every train.checkpoint-every-steps
+    steps and at the end. Returns the final global step, which is the step
+    of the latest checkpoint.
+    """
+    batch_size = config["train.batch-size"]
+    last_step = config["train.epochs"] * steps_per_epoch(data.num_rows, batch_size)
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.set_random_seed(config["train.seed"])
+        training = build_training_graph(params, config["train.learning-rate"])
+        # Relative paths in the "checkpoint" state file keep the folder
+        # usable after it is moved or copied.
+        saver = tf.compat.v1.train.Saver(sharded=True, save_relative_paths=True)
+        session = tf.compat.v1.train.MonitoredTrainingSession(
+            checkpoint_dir=checkpoint_dir,
+            scaffold=tf.compat.v1.train.Scaffold(saver=saver),
+            hooks=[tf.compat.v1.train.StopAtStepHook(last_step=last_step)],
+            save_checkpoint_steps=config["train.checkpoint-every-steps"],
+            save_checkpoint_secs=None,
+            save_summaries_steps=None,
+            save_summaries_secs=None,
+            log_step_count_steps=None,
+        )
+        with session:
+            start_step = int(session.run(tf.compat.v1.train.get_global_step()))
+            if start_step:
+                logger.info("Resuming from global step %d in %s", start_step, checkpoint_dir)
+            batches = iterate_batches(
+                data.num_rows, batch_size, config["train.epochs"],
+                config["train.seed"], start_step=start_step,
+            )
+            progress = ProgressReporter(
+                log_every_steps=config["train.log-every-steps"], last_step=last_step
+            )
+            result = run_train_loop(
+                session, training, data.features, data.labels, batches, progress
+            )
+    if result.examples == 0:
+        result = result._replace(global_step=start_step)
+    return result
+
+
+def predict_checkpoint(
+    checkpoint: str | os.PathLike[str], params: model.ModelParams,
+    features: Mapping[str, np.ndarray], batch_size: int = EVAL_BATCH_SIZE,
+) -> dict[str, np.ndarray]:
+    """Score `features` with the serving graph restored from `checkpoint`."""
+    serving = build_serving_graph(params)
+    num_rows = len(next(iter(features.values())))
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in serving.outputs}
+    with restore_serving_session(serving, checkpoint) as session:
+        for start in range(0, num_rows, batch_size):
+            feed = {
+                serving.inputs[name]: values[start: start + batch_size]
+                for name, values in features.items()
+            }
+            values = session.run(serving.outputs, feed_dict=feed)
+            for name, value in values.items():
+                chunks[name].append(value)
+    return {name: np.concatenate(parts) for name, parts in chunks.items()}
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike[str], params: model.ModelParams,
+    data: census.CensusData,
+) -> dict[str, float]:
+    """Return ROC AUC, accuracy at 0.5 and mean log loss of `checkpoint` on `data`."""
+    prefix = resolve_checkpoint(checkpoint)
+    outputs = predict_checkpoint(prefix, params, data.features)
+    return {
+        "auc": evaluation.roc_auc(data.labels, outputs[model.PROBABILITY]),
+        "accuracy": evaluation.accuracy(data.labels, outputs[model.PROBABILITY]),
+        "loss": evaluation.log_loss_from_logits(data.labels, outputs[model.LOGIT]),
+    }
+
+
+class ProgressReporter:
+    """Report training progress: global step, examples per second and loss.
+
+    On a terminal it rewrites one status line at most every
+    `refresh_seconds`. Otherwise it logs a line each time the global step
+    passes a multiple of `log_every_steps`.
+    """
+
+    def __init__(
+        self, log_every_steps: int, last_step: int | None = None,
+        stream: TextIO | None = None, interactive: bool | None = None,
+        refresh_seconds: float = 0.25,
+    ):
+        self._stream = stream if stream is not None else sys.stderr
+        self._interactive = (
+            self._stream.isatty() if interactive is None else interactive
+        )
+        self._log_every_steps = log_every_steps
+        self._last_step = last_step
+        self._refresh_seconds = refresh_seconds
+        self._interval_start = time.monotonic()
+        self._interval_examples = 0
+        self._reported_step: int | None = None
+        self._latest: tuple[int, float] | None = None
+        self._wrote_line = False
+
+    def update(self, global_step: int, examples: int, loss: float) -> None:
+        self._interval_examples += examples
+        self._latest = (global_step, loss)
+        elapsed = time.monotonic() - self._interval_start
+        if self._interactive:
+            if elapsed >= self._refresh_seconds:
+                self._report()
+        else:
+            previous = self._reported_step or 0
+            if global_step // self._log_every_steps > previous // self._log_every_steps:
+                self._report()
+
+    def close(self) -> None:
+        """End the status line on a terminal, first showing the last step if it is not shown."""
+        if not self._interactive:
+            return
+        if self._latest is not None and self._latest[0] != self._reported_step:
+            self._report()
+        if self._wrote_line:
+            self._stream.write("\n")
+            self._stream.flush()
+
+    def _report(self) -> None:
+        global_step, loss = self._latest
+        now = time.monotonic()
+        elapsed = now - self._interval_start
+        rate = self._interval_examples / elapsed if elapsed > 0 else 0.0
+        step_text = str(global_step)
+        if self._last_step is not None:
+            step_text += f"/{self._last_step}"
+        text = f"step {step_text}  {rate:,.0f} examples/s  loss {loss:.4f}"
+        if self._interactive:
+            self._stream.write("\r\x1b[K" + text)
+            self._stream.flush()
+            self._wrote_line = True
+        else:
+            logger.info("Training %s", text)
+        self._reported_step = global_step
+        self._interval_start = now
+        self._interval_examples = 0
