@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The scorer jar and its runtime dependencies (TensorFlow Java, Prometheus client).
 $(JAR): pom.xml $(JAVA_SOURCES)
-	mvn -q -B -Dbuild.dir=$(CURDIR)/$(BUILD)/jvm -DskipTests package \
+	mvn -q -B -Dbuild.dir=$(CURDIR)/$(BUILD)/jvm -Dmaven.test.skip=true package \
 	    dependency:copy-dependencies -DincludeScope=runtime \
 	    -DoutputDirectory=$(CURDIR)/$(BUILD)/jvm/dependencies
 	touch $@
@@ -49,6 +49,7 @@ demo: install
 	$(PY) -m pyscoring.demo
 
 bench: install
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench.run
 
 docs: $(VENV)/.installed

@@ -87,21 +87,15 @@ def _deploy(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     printed = set()
     try:
-        while True:
+        while not job.wait(timeout_s=1.0):
             for target in job.targets_writer.refresh():
                 if target not in printed:
                     print(f"metrics: http://{target}/metrics", flush=True)
                     printed.add(target)
-            try:
-                job.wait(timeout_s=1.0)
-                break
-            except Exception as error:  # py4j raises a timeout as a generic error
-                if "TimeoutException" not in str(error):
-                    raise
     except KeyboardInterrupt:
         LOG.info("Stopping: cancelling job %s", job.job_id)
         job.cancel()
-        return 130 if not interrupted else 143
+        return 143 if interrupted else 130
     finally:
         job.targets_writer.stop()
     print(f"job {job.job_id} finished")

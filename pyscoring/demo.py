@@ -65,14 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     ))
     shown = False
     started = time.monotonic()
-    while job.status() not in ("FINISHED", "FAILED", "CANCELED"):
+    while not job.wait(timeout_s=1.0):
         targets = job.targets_writer.refresh()
         if targets and not shown:
             print(f"   scrape: http://{targets[0]}/metrics   (file_sd: {job.targets_file})",
                   flush=True)
             shown = True
-        time.sleep(1)
-    job.wait()
     job.targets_writer.stop()
     print(f"   job {job.job_id} finished in {time.monotonic() - started:.1f} s")
 

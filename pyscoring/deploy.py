@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Mapping
 
@@ -110,22 +111,32 @@ class DeployedJob:
     table_result: object
     targets_writer: TargetsFileWriter
 
-    def wait(self, timeout_s: float | None = None) -> None:
-        """Block until the job finishes (bounded input) or `timeout_s` passes."""
-        if timeout_s is None:
-            self.table_result.wait()
-        else:
-            self.table_result.wait(int(timeout_s * 1000))
+    def __post_init__(self) -> None:
+        # Completion is read from this future: once a job ends, PyFlink shuts its
+        # mini cluster down and status queries through the job client fail.
+        self._result = self.table_result.get_job_client().get_job_execution_result()
+
+    def done(self) -> bool:
+        """Return True once the job has finished, failed or been cancelled."""
+        return self._result.done()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait until the job ends or `timeout_s` passes; return whether it ended.
+
+        Raises the job's failure when it failed.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self.done():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        self._result.result()
+        return True
 
     def cancel(self) -> None:
-        client = self.table_result.get_job_client()
-        if client is not None:
-            client.cancel().result()
+        if not self.done():
+            self.table_result.get_job_client().cancel().result()
             LOG.info("Cancelled job %s", self.job_id)
-
-    def status(self) -> str:
-        client = self.table_result.get_job_client()
-        return str(client.get_job_status().result()) if client is not None else "UNKNOWN"
 
 
 def _quote(text: str) -> str:

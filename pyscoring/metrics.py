@@ -73,8 +73,9 @@ class TargetsFileWriter:
             temporary.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
             os.replace(temporary, self.targets_file)
             self._written = targets
-            LOG.info("Wrote %d metrics endpoint(s) to %s: %s", len(targets), self.targets_file,
-                     ", ".join(targets) or "none")
+            if targets:
+                LOG.info("Wrote %d metrics endpoint(s) to %s: %s", len(targets),
+                         self.targets_file, ", ".join(targets))
         return targets
 
     def _run(self) -> None:
