@@ -110,6 +110,8 @@ class DeployedJob:
     targets_file: Path
     table_result: object
     targets_writer: TargetsFileWriter
+    # Flink's JSON execution plan: every operator of the job.
+    execution_plan: str = ""
 
     def __post_init__(self) -> None:
         # Completion is read from this future: once a job ends, PyFlink shuts its
@@ -415,6 +417,9 @@ def deploy(request: DeployRequest) -> DeployedJob:
     statement_set = environment.create_statement_set()
     for statement in inserts:
         statement_set.add_insert_sql(statement)
+    from pyflink.table.explain_detail import ExplainDetail
+
+    execution_plan = statement_set.explain(ExplainDetail.JSON_EXECUTION_PLAN)
     table_result = statement_set.execute()
     job_id = str(table_result.get_job_client().get_job_id())
     writer = TargetsFileWriter(targets_file, labels={"job": "pyscoring", "model": model["model_name"]})
@@ -428,6 +433,7 @@ def deploy(request: DeployRequest) -> DeployedJob:
         targets_file=targets_file,
         table_result=table_result,
         targets_writer=writer,
+        execution_plan=execution_plan,
     )
 
 

@@ -43,6 +43,7 @@ class ScoringRun:
     target: str
     predictions_before: float
     input_dir: Path
+    execution_plan: str
 
 
 def _predictions(target: str, labels: dict) -> float:
@@ -105,6 +106,7 @@ def jvm_census_run(census_export, tmp_path_factory) -> ScoringRun:
         target=target,
         predictions_before=predictions_before,
         input_dir=input_dir,
+        execution_plan=job.execution_plan,
     )
 
 
@@ -208,3 +210,9 @@ def test_predictions_total_reaches_rows_scored(jvm_census_run):
         time.sleep(1)
         observed = _predictions(jvm_census_run.target, labels)
     assert observed == expected
+
+
+def test_jvm_path_job_has_no_python_operator(jvm_census_run):
+    plan = jvm_census_run.execution_plan
+    assert "pyscoring_predict" in plan or "AsyncCorrelate" in plan, plan[:2000]
+    assert "Python" not in plan

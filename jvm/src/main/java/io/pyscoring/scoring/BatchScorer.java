@@ -9,6 +9,7 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.function.LongSupplier;
 import org.apache.flink.metrics.Counter;
+import org.apache.flink.metrics.Histogram;
 import org.apache.flink.types.Row;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -35,8 +36,11 @@ final class BatchScorer {
     private static final Logger LOG = LoggerFactory.getLogger(BatchScorer.class);
     static final String PATH_LABEL = "jvm";
 
-    /** Flink metric-group counters, so the web UI and Flink's reporters see the scorer. */
-    record FlinkCounters(Counter predictions, Counter errors) {}
+    /**
+     * Flink metric-group metrics, so the web UI and Flink's reporters see the scorer. The
+     * latency histogram records milliseconds per row.
+     */
+    record FlinkCounters(Counter predictions, Counter errors, Histogram latencyMillis) {}
 
     private final LoadedModel model;
     private final List<TensorSpec> inputs;
@@ -73,12 +77,19 @@ final class BatchScorer {
         metrics.batchLatency.labelValues(labels).observe((end - start) / 1e9);
         metrics.batchSize.labelValues(labels).observe(batch.size);
         metrics.predictions.labelValues(labels).inc(scored);
+        if (scored > 0) {
+            metrics.lastSuccessfulBatch.labelValues(labels).set(System.currentTimeMillis() / 1000.0);
+        }
         if (flinkCounters != null) {
             flinkCounters.predictions().inc(scored);
         }
         var latency = metrics.predictionLatency.labelValues(labels);
         for (int i = 0; i < batch.size; i++) {
-            latency.observe((end - batch.enqueuedNanos[i]) / 1e9);
+            long latencyNanos = end - batch.enqueuedNanos[i];
+            latency.observe(latencyNanos / 1e9);
+            if (flinkCounters != null) {
+                flinkCounters.latencyMillis().update(latencyNanos / 1_000_000);
+            }
         }
     }
 

@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import org.apache.flink.metrics.MetricGroup;
+import org.apache.flink.runtime.metrics.DescriptiveStatisticsHistogram;
 import org.apache.flink.table.api.DataTypes;
 import org.apache.flink.table.catalog.DataTypeFactory;
 import org.apache.flink.table.functions.AsyncTableFunction;
@@ -52,6 +53,9 @@ public class PredictFunction extends AsyncTableFunction<Row> implements Speciali
 
     private static final long serialVersionUID = 1L;
     private static final Logger LOG = LoggerFactory.getLogger(PredictFunction.class);
+
+    /** Rows the Flink metric-group latency histogram keeps for its statistics. */
+    private static final int FLINK_HISTOGRAM_WINDOW = 1000;
 
     /** The version folder chosen at planning time; null on the unspecialized instance. */
     private final String versionDir;
@@ -107,7 +111,11 @@ public class PredictFunction extends AsyncTableFunction<Row> implements Speciali
         group.gauge("modelVersion", spec::version);
         BatchScorer.FlinkCounters counters =
                 new BatchScorer.FlinkCounters(
-                        group.counter("predictions"), group.counter("predictionErrors"));
+                        group.counter("predictions"),
+                        group.counter("predictionErrors"),
+                        group.histogram(
+                                "predictionLatencyMs",
+                                new DescriptiveStatisticsHistogram(FLINK_HISTOGRAM_WINDOW)));
         scorer = new BatchScorer(model, System::nanoTime, counters);
         scorer.warmUp();
 
