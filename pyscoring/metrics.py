@@ -18,11 +18,85 @@ import urllib.request
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
 LOG = logging.getLogger(__name__)
 
 LATENCY_METRIC = "pyscoring_prediction_latency_seconds"
+
+# The same label names and bucket bounds as io.pyscoring.metrics.ScoringMetrics
+# in the JVM, so one dashboard serves both scoring paths; a test scrapes both
+# and compares them.
+LABELS = ("model", "version", "path")
+LATENCY_BUCKETS_SECONDS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+class ScoringMetrics:
+    """pyscoring's scoring metrics in a Python process, served over HTTP.
+
+    Declares the metrics of the Java scorer with prometheus-client in a
+    registry of its own. `start_server` binds the first free port of a range
+    and records the endpoint beside the job's targets file.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.prediction_latency = Histogram(
+            LATENCY_METRIC, "Seconds from a row entering the scorer to its result, queueing included",
+            LABELS, buckets=LATENCY_BUCKETS_SECONDS, registry=self.registry)
+        self.batch_latency = Histogram(
+            "pyscoring_batch_latency_seconds",
+            "Seconds one batch spends in TensorFlow, tensor building included",
+            LABELS, buckets=LATENCY_BUCKETS_SECONDS, registry=self.registry)
+        self.batch_size = Histogram(
+            "pyscoring_batch_size", "Rows per TensorFlow call",
+            LABELS, buckets=BATCH_SIZE_BUCKETS, registry=self.registry)
+        self.predictions = Counter(
+            "pyscoring_predictions", "Rows scored successfully", LABELS, registry=self.registry)
+        self.prediction_errors = Counter(
+            "pyscoring_prediction_errors",
+            "Rows that left the scorer with an error instead of a score",
+            LABELS + ("reason_code",), registry=self.registry)
+        self.model_info = Info(
+            "pyscoring_model", "Models loaded for scoring, one series per model version",
+            LABELS + ("tensorflow_version",), registry=self.registry)
+        self.port: int | None = None
+
+    def start_server(self, host: str, first_port: int, last_port: int,
+                     targets_file: str | os.PathLike[str] | None) -> int:
+        """Serve /metrics on the first free port of [first_port, last_port]; return it."""
+        for port in range(first_port, last_port + 1):
+            try:
+                start_http_server(port, addr=host, registry=self.registry)
+            except OSError:
+                LOG.debug("Port %d is taken, trying the next one", port)
+                continue
+            self.port = port
+            LOG.info("Started the Prometheus endpoint at http://%s:%d/metrics", host, port)
+            if targets_file:
+                record_endpoint(Path(f"{targets_file}.d"), host, port, "python")
+            return port
+        raise RuntimeError(
+            f"no free port for the Prometheus endpoint in {first_port}-{last_port} on {host}; "
+            "widen metrics.port-range"
+        )
+
+
+def record_endpoint(folder: Path, host: str, port: int, process_kind: str) -> None:
+    """Write this process's endpoint into `folder`, where TargetsFileWriter collects it."""
+    endpoint = f"{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{process_kind}-{os.getpid()}.json"
+    temporary = folder / f".{target.name}.tmp"
+    temporary.write_text(
+        json.dumps({"target": endpoint, "process": process_kind, "pid": os.getpid()}) + "\n",
+        encoding="utf-8",
+    )
+    os.replace(temporary, target)
 
 
 class TargetsFileWriter:

@@ -216,3 +216,39 @@ def test_jvm_path_job_has_no_python_operator(jvm_census_run):
     plan = jvm_census_run.execution_plan
     assert "pyscoring_predict" in plan or "AsyncCorrelate" in plan, plan[:2000]
     assert "Python" not in plan
+
+
+def _shape_of(families: dict) -> dict:
+    """Metric names with their label names and bucket bounds, for comparing endpoints."""
+    shape = {}
+    for name, family in families.items():
+        if not name.startswith("pyscoring_"):
+            continue
+        label_names = set()
+        bounds = set()
+        for sample in family.samples:
+            label_names.update(key for key in sample.labels if key != "le")
+            if "le" in sample.labels:
+                bounds.add(float(sample.labels["le"]))
+        shape[name] = (family.type, frozenset(label_names), frozenset(bounds))
+    return shape
+
+
+def test_python_metrics_match_jvm_metrics(jvm_census_run, tmp_path):
+    from pyscoring.metrics import ScoringMetrics
+
+    python_metrics = ScoringMetrics()
+    labels = ("census_wide_deep", "1", "ps")
+    python_metrics.prediction_latency.labels(*labels).observe(0.003)
+    python_metrics.batch_latency.labels(*labels).observe(0.002)
+    python_metrics.batch_size.labels(*labels).observe(8)
+    python_metrics.predictions.labels(*labels).inc(8)
+    python_metrics.model_info.labels(*labels, "2.18.0").info({})
+    port = python_metrics.start_server("127.0.0.1", 9300, 9349, tmp_path / "targets.json")
+    assert (tmp_path / "targets.json.d").is_dir()
+
+    python_shape = _shape_of(scrape(f"127.0.0.1:{port}"))
+    jvm_shape = _shape_of(scrape(jvm_census_run.target))
+    for name in ("pyscoring_prediction_latency_seconds", "pyscoring_batch_latency_seconds",
+                 "pyscoring_batch_size", "pyscoring_predictions", "pyscoring_model_info"):
+        assert python_shape[name] == jvm_shape[name], name
