@@ -77,9 +77,6 @@ final class BatchScorer {
         metrics.batchLatency.labelValues(labels).observe((end - start) / 1e9);
         metrics.batchSize.labelValues(labels).observe(batch.size);
         metrics.predictions.labelValues(labels).inc(scored);
-        if (scored > 0) {
-            metrics.lastSuccessfulBatch.labelValues(labels).set(System.currentTimeMillis() / 1000.0);
-        }
         if (flinkCounters != null) {
             flinkCounters.predictions().inc(scored);
         }
