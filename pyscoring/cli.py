@@ -97,7 +97,16 @@ def _deploy(args: argparse.Namespace) -> int:
         job.cancel()
         return 143 if interrupted else 130
     finally:
-        job.targets_writer.stop()
+        # The embedded cluster's endpoints close when this process exits.
+        job.targets_writer.clear()
+    if request.sink_options is None:
+        output = Path(args.output).resolve()
+        scored = len(deploy.read_json_lines(output / "scores"))
+        dead = len(deploy.read_json_lines(output / "dead-letters"))
+        print(f"{scored} rows scored, {dead} dead letters")
+        if scored == 0 and dead > 0:
+            print(f"warning: no row was scored; the reasons are in {output / 'dead-letters'}",
+                  file=sys.stderr)
     print(f"job {job.job_id} finished")
     return 0
 
@@ -105,7 +114,7 @@ def _deploy(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyscoring",
-        description="Train TensorFlow models on Flink and score them in Flink streaming jobs.",
+        description="Train TensorFlow models and score them in Flink streaming jobs.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -134,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--output", type=Path, required=True,
                         help="folder for scores/, dead-letters/ and the targets file")
     deploy.add_argument("--columns",
-                        help="input columns as 'name TYPE, ...' (default: the census layout)")
+                        help="input columns in field order as 'name TYPE, ...' with Flink SQL "
+                             "types BIGINT, INT, DOUBLE, FLOAT, BOOLEAN or STRING (default: the "
+                             "census layout)")
     deploy.add_argument("--delimiter", default=",",
                         help="field delimiter of --input lines (default: %(default)r)")
     deploy.add_argument("--source-option", action="append", metavar="KEY=VALUE",
@@ -142,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "--input; --columns is then its schema")
     deploy.add_argument("--sink-option", action="append", metavar="KEY=VALUE",
                         help="Flink SQL connector option of the scores table")
-    deploy.add_argument("--path", choices=("auto", "jvm", "ps"), help="scoring path")
+    deploy.add_argument("--path", choices=("auto", "jvm", "ps"),
+                        help="scoring path (scoring.path): jvm scores in the task-manager JVM "
+                             "with TensorFlow Java; auto picks it when the model fits "
+                             "scoring.jvm.max-model-bytes")
     deploy.add_argument("--rows-per-second", type=float,
                         help="rate limit of the line source (source.rows-per-second)")
     deploy.add_argument("--loop", action="store_true",
@@ -158,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # PyFlink imports Apache Beam, which logs missing optional cloud modules at INFO.
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
     try:
         return args.handler(args)
     except (ConfigError, ValueError, FileNotFoundError) as error:

@@ -125,9 +125,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("deploy.parallelism", int, 1,
            "Parallelism of the scoring job's operators.", min_value=1),
     Option("deploy.checkpoint-interval-ms", int, 5000,
-           "Milliseconds between checkpoints of the scoring job. The file sink "
-           "commits its output at checkpoints, so this bounds how stale the "
-           "committed output is.",
+           "Milliseconds between checkpoints of the scoring job. The file sinks "
+           "roll their part files at this interval and commit them at the next "
+           "checkpoint, so a scored row becomes visible within about two intervals.",
            min_value=100),
     Option("deploy.restart-attempts", int, 3,
            "Restarts of the scoring job (fixed delay) before it fails.",

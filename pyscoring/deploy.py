@@ -39,6 +39,10 @@ _SQL_TYPES = {
 }
 
 
+# Flink SQL types that pyscoring_parse can produce from a text field.
+_PARSE_TYPES = frozenset({"BIGINT", "INT", "DOUBLE", "FLOAT", "BOOLEAN", "STRING"})
+
+
 class DeployError(ValueError):
     """The model, the input or the options cannot make a scoring job."""
 
@@ -73,7 +77,13 @@ class InputFormat:
                     f"invalid column {part.strip()!r} in --columns; expected NAME TYPE, "
                     "for example 'age BIGINT, workclass STRING'"
                 )
-            columns.append((fields[0], fields[1].upper()))
+            sql_type = fields[1].upper()
+            if sql_type not in _PARSE_TYPES:
+                raise DeployError(
+                    f"invalid type {fields[1]!r} of column {fields[0]!r} in --columns; "
+                    f"the line parser reads {', '.join(sorted(_PARSE_TYPES))}"
+                )
+            columns.append((fields[0], sql_type))
         return InputFormat(tuple(columns), delimiter)
 
 
@@ -161,6 +171,15 @@ def resolve_version_dir(model_dir: Path) -> Path:
         )
     version = manifest.latest_version(model_dir)
     if version is None:
+        nested = sorted(
+            str(child) for child in model_dir.iterdir()
+            if child.is_dir() and manifest.latest_version(child) is not None
+        )
+        if nested:
+            raise DeployError(
+                f"no complete model version in {model_dir}, but these folders below it are "
+                f"export directories: {', '.join(nested)}; pass one of them as --model"
+            )
         raise DeployError(
             f"no complete model version in {model_dir}: expected a folder <N>/ holding "
             f"{manifest.MANIFEST_FILE}; train and export a model first"
@@ -279,16 +298,15 @@ def build_statements(
     )
     dead_columns = "`source` STRING, `key` STRING, `reason_code` STRING, `reason` STRING, `raw` STRING"
     sink = request.sink_options
-    scores_options = dict(sink) if sink else {
-        "connector": "filesystem",
-        "path": str(output_dir / "scores"),
-        "format": "json",
-    }
-    dead_options = {
-        "connector": "filesystem",
-        "path": str(output_dir / "dead-letters"),
-        "format": "json",
-    }
+    if sink and "connector" not in sink:
+        raise DeployError(
+            "--sink-option replaces the whole scores table, so it needs connector=...; "
+            f"got only {', '.join(sorted(sink))}"
+        )
+    scores_options = dict(sink) if sink else file_sink_options(
+        output_dir / "scores", request.config
+    )
+    dead_options = file_sink_options(output_dir / "dead-letters", request.config)
     if sink and sink.get("connector") != "filesystem":
         dead_options = dict(sink)
         for key in ("topic", "table-name", "path"):
@@ -309,6 +327,24 @@ def build_statements(
         "FROM pyscoring_scored WHERE score_error_code IS NOT NULL",
     ]
     return ddl, scoring_query, inserts
+
+
+def file_sink_options(path: Path, config: Config) -> dict[str, str]:
+    """Return the options of a JSON file sink whose output is committed at checkpoints.
+
+    Flink's filesystem sink rolls a row-format part file after 30 minutes by
+    default and commits only rolled files, so the rollover interval follows
+    the checkpoint interval: a row becomes visible within about two
+    checkpoint intervals.
+    """
+    interval_ms = config["deploy.checkpoint-interval-ms"]
+    return {
+        "connector": "filesystem",
+        "path": str(path),
+        "format": "json",
+        "sink.rolling-policy.rollover-interval": f"{interval_ms} ms",
+        "sink.rolling-policy.check-interval": f"{max(interval_ms // 2, 100)} ms",
+    }
 
 
 def _job_parameters(config: Config, targets_file: Path) -> str:

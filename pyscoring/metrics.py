@@ -121,7 +121,8 @@ class TargetsFileWriter:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def endpoints(self) -> list[str]:
         """Return the host:port of every endpoint recorded so far, sorted."""
@@ -151,6 +152,20 @@ class TargetsFileWriter:
                 LOG.info("Wrote %d metrics endpoint(s) to %s: %s", len(targets),
                          self.targets_file, ", ".join(targets))
         return targets
+
+    def clear(self) -> None:
+        """Remove every recorded endpoint and write an empty targets file.
+
+        For an embedded cluster: its endpoints close when the deploying process exits.
+        """
+        self.stop()
+        with self._lock:
+            if self.endpoints_dir.is_dir():
+                for path in self.endpoints_dir.glob("*.json"):
+                    path.unlink(missing_ok=True)
+            self._written = None
+            self._refresh_locked()
+            LOG.info("Cleared the metrics endpoints of %s", self.targets_file)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -74,3 +74,35 @@ def test_export_without_versions_says_to_train(tmp_path):
     (tmp_path / "7").mkdir()  # no manifest: still being written
     with pytest.raises(deploy.DeployError, match="no complete model version"):
         deploy.resolve_version_dir(tmp_path)
+
+
+def test_unknown_column_type_is_rejected():
+    with pytest.raises(deploy.DeployError, match="invalid type 'FOO' of column 'age'"):
+        deploy.InputFormat.parse("age FOO, job STRING")
+
+
+def test_parent_of_export_names_nested_exports(tmp_path):
+    version = tmp_path / "census" / "1"
+    version.mkdir(parents=True)
+    (version / "pyscoring.json").write_text("{}")
+    with pytest.raises(deploy.DeployError, match="census; pass one of them as --model"):
+        deploy.resolve_version_dir(tmp_path)
+
+
+def test_sink_options_need_connector(tmp_path):
+    (tmp_path / "in.txt").write_text("1,a\n")
+    request = deploy.DeployRequest(
+        model_dir=tmp_path, output_dir=tmp_path / "out", input_path=tmp_path / "in.txt",
+        input_format=deploy.InputFormat.parse("age_years BIGINT, job STRING"),
+        sink_options={"path": "/tmp/x"},
+    )
+    with pytest.raises(deploy.DeployError, match="needs connector="):
+        deploy.build_statements(request, Path("/models/m/3"), MODEL)
+
+
+def test_file_sinks_roll_at_checkpoint_interval(tmp_path):
+    from pyscoring.config import Config
+
+    options = deploy.file_sink_options(tmp_path, Config({"deploy.checkpoint-interval-ms": 2000}))
+    assert options["sink.rolling-policy.rollover-interval"] == "2000 ms"
+    assert options["sink.rolling-policy.check-interval"] == "1000 ms"
