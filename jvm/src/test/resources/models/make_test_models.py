@@ -2,9 +2,16 @@
 
 Run from this folder with the project's environment:
     ../../../../../.venv/bin/python make_test_models.py
-It rewrites tiny/1/. The model has three inputs of different dtypes and an
-assertion that rejects a negative `count`, so tests can make TensorFlow
-fail on chosen rows.
+It rewrites tiny/1/ and missing_op/1/.
+
+tiny has three inputs of different dtypes and an assertion that rejects a
+negative `count`, so tests can make TensorFlow fail on chosen rows.
+
+missing_op is tiny with one node added to its graph whose op,
+PyscoringTestMissingOp, no TensorFlow build registers. It is written by
+editing the GraphDef inside saved_model.pb, because an op that Python
+TensorFlow 2.18 has and TensorFlow Java 1.1.0 lacks is not at hand. Neither
+runtime can load it, so it tests the checks that name a missing op.
 """
 
 import json
@@ -49,6 +56,7 @@ def write_tiny(version_dir: str) -> None:
         "format_version": 1,
         "model_name": "tiny",
         "version": 1,
+        "created_at": "2026-01-01T00:00:00Z",
         "tensorflow_version": tf.__version__,
         "signature": {
             "key": "serving_default",
@@ -65,7 +73,7 @@ def write_tiny(version_dir: str) -> None:
         "feature_mapping": {"x": "x", "count": "count", "label": "label"},
         "variables": {"bytes": 0, "partitioned": False, "ps_shards": 1,
                       "partitioned_variables": []},
-        "training": {},
+        "training": {"global_step": 0, "workers": 1, "ps": 0, "metrics": {}},
     }
     variables = os.path.join(version_dir, "variables")
     manifest["variables"]["bytes"] = sum(
@@ -75,8 +83,34 @@ def write_tiny(version_dir: str) -> None:
         json.dump(manifest, handle, indent=2)
 
 
+MISSING_OP = "PyscoringTestMissingOp"
+
+
+def write_missing_op(version_dir: str) -> None:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    write_tiny(version_dir)
+    path = os.path.join(version_dir, "saved_model.pb")
+    saved_model = saved_model_pb2.SavedModel()
+    with open(path, "rb") as handle:
+        saved_model.ParseFromString(handle.read())
+    node = saved_model.meta_graphs[0].graph_def.node.add()
+    node.name = "unregistered"
+    node.op = MISSING_OP
+    node.input.append("x")
+    with open(path, "wb") as handle:
+        handle.write(saved_model.SerializeToString())
+    manifest_path = os.path.join(version_dir, "pyscoring.json")
+    with open(manifest_path) as handle:
+        manifest = json.load(handle)
+    manifest["model_name"] = "missing_op"
+    with open(manifest_path, "w") as handle:
+        json.dump(manifest, handle, indent=2)
+
+
 if __name__ == "__main__":
-    target = os.path.join(HERE, "tiny", "1")
-    shutil.rmtree(target, ignore_errors=True)
-    write_tiny(target)
-    print("wrote", target)
+    for name, write in (("tiny", write_tiny), ("missing_op", write_missing_op)):
+        target = os.path.join(HERE, name, "1")
+        shutil.rmtree(target, ignore_errors=True)
+        write(target)
+        print("wrote", target)

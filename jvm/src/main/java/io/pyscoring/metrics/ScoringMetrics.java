@@ -1,6 +1,7 @@
 package io.pyscoring.metrics;
 
 import io.prometheus.metrics.core.metrics.Counter;
+import io.prometheus.metrics.core.metrics.Gauge;
 import io.prometheus.metrics.core.metrics.Histogram;
 import io.prometheus.metrics.core.metrics.Info;
 import io.prometheus.metrics.exporter.httpserver.HTTPServer;
@@ -50,7 +51,12 @@ public final class ScoringMetrics {
     public final Histogram batchSize;
     public final Counter predictions;
     public final Counter predictionErrors;
+    public final Counter deadLetters;
+    public final Counter versionsRejected;
     public final Info modelInfo;
+    public final Gauge modelLoaded;
+    public final Gauge lastSuccessfulBatch;
+    public final Histogram endToEndLatency;
     private final PrometheusRegistry registry;
     private HTTPServer server;
 
@@ -92,11 +98,43 @@ public final class ScoringMetrics {
                         .help("Rows that left the scorer with an error instead of a score")
                         .labelNames(append(LABELS, "reason_code"))
                         .register(registry);
+        deadLetters =
+                Counter.builder()
+                        .name("pyscoring_dead_letters_total")
+                        .help("Rows written to the dead-letter output, by the reason they were rejected")
+                        .labelNames(append(LABELS, "reason_code"))
+                        .register(registry);
+        versionsRejected =
+                Counter.builder()
+                        .name("pyscoring_model_versions_rejected_total")
+                        .help("New model versions that a running scorer did not swap in, by reason")
+                        .labelNames(append(LABELS, "reason_code"))
+                        .register(registry);
         modelInfo =
                 Info.builder()
                         .name("pyscoring_model_info")
                         .help("Models loaded for scoring, one series per model version")
                         .labelNames(append(LABELS, "tensorflow_version"))
+                        .register(registry);
+        modelLoaded =
+                Gauge.builder()
+                        .name("pyscoring_model_loaded")
+                        .help("1 while the model version is loaded in this JVM, 0 after it was closed")
+                        .labelNames(LABELS)
+                        .register(registry);
+        lastSuccessfulBatch =
+                Gauge.builder()
+                        .name("pyscoring_last_successful_batch_timestamp_seconds")
+                        .help("Unix time in seconds when a batch last scored at least one row")
+                        .labelNames(LABELS)
+                        .register(registry);
+        endToEndLatency =
+                Histogram.builder()
+                        .name("pyscoring_end_to_end_latency_seconds")
+                        .help("Seconds from a row's event time to its scored row reaching the sink")
+                        .labelNames(LABELS)
+                        .classicOnly()
+                        .classicUpperBounds(LATENCY_BUCKETS_SECONDS)
                         .register(registry);
     }
 

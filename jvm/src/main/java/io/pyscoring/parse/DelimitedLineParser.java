@@ -14,14 +14,19 @@ import java.util.regex.Pattern;
  * <p>Rules, in the order they are checked:
  *
  * <ol>
- *   <li>A NULL line is {@link ParseErrorCode#NULL_LINE}. A line that is empty or only whitespace
- *       is {@link ParseErrorCode#EMPTY_LINE}.
+ *   <li>A NULL line is {@link ParseErrorCode#NULL_LINE}, or {@link ParseErrorCode#INVALID_UTF8}
+ *       when {@link #parse(String, byte[])} gets the line's undecodable bytes. A line that is
+ *       empty or only whitespace is {@link ParseErrorCode#EMPTY_LINE}.
  *   <li>The line is split at every occurrence of the delimiter, taken literally, and empty fields
  *       count, so "a,,b" has three fields. A field count other than the column count is {@link
  *       ParseErrorCode#FIELD_COUNT}.
+ *   <li>A field longer than the maximum field length, in UTF-16 chars before stripping, is {@link
+ *       ParseErrorCode#FIELD_TOO_LONG}.
  *   <li>Each field is stripped of leading and trailing whitespace ({@link String#strip()}) and
  *       converted by its column type, from left to right. The first field that fails decides the
- *       error code.
+ *       error code, unless every field equals its column's name (ignoring case, with "-" and
+ *       " " taken as "_"): such a line is a header line and gets {@link
+ *       ParseErrorCode#HEADER_LINE}.
  * </ol>
  *
  * <p>Conversions:
@@ -69,6 +74,9 @@ public final class DelimitedLineParser {
     /** Maximum characters of a field value quoted in an error message. */
     public static final int MAX_QUOTED_CHARS = 100;
 
+    /** Maximum length of one field, in UTF-16 chars, unless the constructor sets another. */
+    public static final int DEFAULT_MAX_FIELD_CHARS = 65536;
+
     static final String MISSING_MARKER = "?";
 
     private static final Pattern INTEGER = Pattern.compile("[+-]?[0-9]+");
@@ -81,6 +89,7 @@ public final class DelimitedLineParser {
 
     private final List<Column> columns;
     private final String delimiter;
+    private final int maxFieldChars;
 
     /**
      * Creates a parser.
@@ -89,6 +98,20 @@ public final class DelimitedLineParser {
      *     delimiter is empty
      */
     public DelimitedLineParser(List<Column> columns, String delimiter) {
+        this(columns, delimiter, DEFAULT_MAX_FIELD_CHARS);
+    }
+
+    /**
+     * Creates a parser that rejects fields longer than {@code maxFieldChars} UTF-16 chars.
+     *
+     * @throws IllegalArgumentException if there are no columns, two columns share a name, the
+     *     delimiter is empty or {@code maxFieldChars} is below 1
+     */
+    public DelimitedLineParser(List<Column> columns, String delimiter, int maxFieldChars) {
+        if (maxFieldChars < 1) {
+            throw new IllegalArgumentException(
+                    "The maximum field length must be at least 1, got " + maxFieldChars);
+        }
         if (columns.isEmpty()) {
             throw new IllegalArgumentException("The schema needs at least one column");
         }
@@ -104,6 +127,7 @@ public final class DelimitedLineParser {
         }
         this.columns = List.copyOf(columns);
         this.delimiter = delimiter;
+        this.maxFieldChars = maxFieldChars;
     }
 
     public List<Column> columns() {
@@ -112,6 +136,32 @@ public final class DelimitedLineParser {
 
     public String delimiter() {
         return delimiter;
+    }
+
+    public int maxFieldChars() {
+        return maxFieldChars;
+    }
+
+    /**
+     * Parses one line, given as text or, when it is not valid UTF-8, as its bytes with {@code
+     * line} NULL. Never throws for bad input.
+     */
+    public ParsedLine parse(String line, byte[] lineBytes) {
+        if (line == null && lineBytes != null) {
+            int offset = Utf8Bytes.firstInvalidOffset(lineBytes);
+            String where =
+                    offset < 0
+                            ? ""
+                            : ": byte 0x"
+                                    + String.format("%02x", lineBytes[offset] & 0xff)
+                                    + " at byte offset "
+                                    + offset
+                                    + " starts no valid UTF-8 sequence";
+            return invalid(ParseErrorCode.INVALID_UTF8,
+                    "the line (" + lineBytes.length + " bytes) is not valid UTF-8" + where
+                            + "; re-encode the input as UTF-8");
+        }
+        return parse(line);
     }
 
     /** Parses one line. Never throws for bad input: the result carries the error instead. */
@@ -132,6 +182,17 @@ public final class DelimitedLineParser {
                             + " when splitting at " + quote(delimiter));
         }
 
+        for (int i = 0; i < fields.size(); i++) {
+            int length = fields.get(i).length();
+            if (length > maxFieldChars) {
+                Column column = columns.get(i);
+                return invalid(ParseErrorCode.FIELD_TOO_LONG,
+                        "column '" + column.name() + "' (" + column.type() + "): the field has "
+                                + length + " characters, above the maximum of " + maxFieldChars
+                                + "; shorten it or raise parse.max-field-chars");
+            }
+        }
+
         Object[] values = new Object[columns.size()];
         for (int i = 0; i < values.length; i++) {
             Column column = columns.get(i);
@@ -139,12 +200,31 @@ public final class DelimitedLineParser {
             try {
                 values[i] = convert(column.type(), field);
             } catch (FieldException e) {
+                if (isHeader(fields)) {
+                    return invalid(ParseErrorCode.HEADER_LINE,
+                            "the line repeats the column names, as a header line does; remove"
+                                    + " header lines from the input");
+                }
                 return invalid(e.errorCode,
                         "column '" + column.name() + "' (" + column.type() + "): "
                                 + quote(field) + " " + e.reason);
             }
         }
         return ParsedLine.valid(values);
+    }
+
+    private boolean isHeader(List<String> fields) {
+        for (int i = 0; i < fields.size(); i++) {
+            if (!normalizedName(fields.get(i).strip())
+                    .equals(normalizedName(columns.get(i).name()))) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static String normalizedName(String name) {
+        return name.toLowerCase(Locale.ROOT).replace('-', '_').replace(' ', '_');
     }
 
     private List<String> split(String line) {

@@ -2,10 +2,12 @@ package io.pyscoring.parse;
 
 import io.pyscoring.parse.DelimitedLineParser.Column;
 import io.pyscoring.parse.DelimitedLineParser.ColumnType;
+import io.pyscoring.scoring.ScoringOptions;
 
 import org.apache.flink.table.api.DataTypes;
 import org.apache.flink.table.api.ValidationException;
 import org.apache.flink.table.catalog.DataTypeFactory;
+import org.apache.flink.table.functions.FunctionContext;
 import org.apache.flink.table.functions.FunctionDefinition;
 import org.apache.flink.table.functions.TableFunction;
 import org.apache.flink.table.types.DataType;
@@ -27,8 +29,9 @@ import java.util.List;
 import java.util.Optional;
 
 /**
- * Table function {@code pyscoring_parse(line, schema, delimiter)}: parses a delimited line into
- * typed columns plus {@code error_code STRING, error STRING}, one output row per input line.
+ * Table function {@code pyscoring_parse(line, schema, delimiter [, line_bytes])}: parses a
+ * delimited line into typed columns plus {@code error_code STRING, error STRING}, one output row
+ * per input line.
  *
  * <pre>{@code
  * tableEnv.createTemporarySystemFunction("pyscoring_parse", ParseFunction.class);
@@ -41,7 +44,12 @@ import java.util.Optional;
  * <p>{@code schema} and {@code delimiter} must be string literals, because the output columns
  * are fixed when the statement is planned. The schema uses Flink's row-field syntax, and its
  * columns may have the types STRING, BIGINT, INT, DOUBLE, FLOAT and BOOLEAN. Output columns are
- * nullable whatever the schema declares. On success {@code error_code} and {@code error} are NULL.
+ * nullable whatever the schema declares. The optional {@code line_bytes BYTES} argument takes the
+ * column of the same name of the {@code pyscoring-lines} source: when {@code line} is NULL and
+ * {@code line_bytes} is not, the error code is INVALID_UTF8 instead of NULL_LINE. The job
+ * parameter {@code parse.max-field-chars} sets the maximum field length (default {@value
+ * DelimitedLineParser#DEFAULT_MAX_FIELD_CHARS}). On success {@code error_code} and {@code error}
+ * are NULL.
  * On failure every schema column is NULL, {@code error_code} is a {@link ParseErrorCode} name and
  * {@code error} names the column and value. {@link DelimitedLineParser} documents the rules.
  *
@@ -58,12 +66,20 @@ public final class ParseFunction extends TableFunction<Row> {
     public static final String ERROR_CODE_COLUMN = "error_code";
     public static final String ERROR_COLUMN = "error";
 
-    private static final String[] ARGUMENT_NAMES = {"line", "schema", "delimiter"};
+    private static final String[] ARGUMENT_NAMES = {"line", "schema", "delimiter", "line_bytes"};
+    private static final int REQUIRED_ARGUMENTS = 3;
     private static final String SCHEMA_EXAMPLE = "'age BIGINT, workclass STRING'";
 
     private transient DelimitedLineParser parser;
     private transient String parserSchema;
     private transient String parserDelimiter;
+    private transient int maxFieldChars;
+
+    @Override
+    public void open(FunctionContext context) throws Exception {
+        maxFieldChars =
+                ScoringOptions.fromLookup(key -> context.getJobParameter(key, null)).maxFieldChars;
+    }
 
     /**
      * Parses {@code line} and emits one row.
@@ -73,8 +89,16 @@ public final class ParseFunction extends TableFunction<Row> {
      * @param delimiter the delimiter literal, the same on every call
      */
     public void eval(String line, String schema, String delimiter) {
+        eval(line, schema, delimiter, null);
+    }
+
+    /**
+     * Parses {@code line}, or reports {@code lineBytes} as invalid UTF-8 when {@code line} is
+     * null, and emits one row.
+     */
+    public void eval(String line, String schema, String delimiter, byte[] lineBytes) {
         DelimitedLineParser lineParser = parserFor(schema, delimiter);
-        ParsedLine parsed = lineParser.parse(line);
+        ParsedLine parsed = lineParser.parse(line, lineBytes);
 
         int columnCount = lineParser.columns().size();
         Object[] fields = new Object[columnCount + 2];
@@ -92,7 +116,9 @@ public final class ParseFunction extends TableFunction<Row> {
         if (parser == null || !schema.equals(parserSchema) || !delimiter.equals(parserDelimiter)) {
             LogicalType rowType =
                     LogicalTypeParser.parse(toRowTypeString(schema), getClass().getClassLoader());
-            parser = new DelimitedLineParser(columnsOf(rowType), delimiter);
+            int maxChars =
+                    maxFieldChars > 0 ? maxFieldChars : DelimitedLineParser.DEFAULT_MAX_FIELD_CHARS;
+            parser = new DelimitedLineParser(columnsOf(rowType), delimiter, maxChars);
             parserSchema = schema;
             parserDelimiter = delimiter;
         }
@@ -243,18 +269,31 @@ public final class ParseFunction extends TableFunction<Row> {
         }
     }
 
-    /** Accepts (character string or NULL, string literal, string literal) and casts to STRING. */
+    /**
+     * Accepts (character string or NULL, string literal, string literal [, binary string or
+     * NULL]) and casts to (STRING, STRING, STRING [, BYTES]).
+     */
     private static final class ArgumentStrategy implements InputTypeStrategy {
 
         @Override
         public ArgumentCount getArgumentCount() {
-            return ConstantArgumentCount.of(ARGUMENT_NAMES.length);
+            return ConstantArgumentCount.between(REQUIRED_ARGUMENTS, ARGUMENT_NAMES.length);
         }
 
         @Override
         public Optional<List<DataType>> inferInputTypes(
                 CallContext callContext, boolean throwOnFailure) {
-            for (int i = 0; i < ARGUMENT_NAMES.length; i++) {
+            int count = callContext.getArgumentDataTypes().size();
+            if (count > REQUIRED_ARGUMENTS) {
+                LogicalType type =
+                        callContext.getArgumentDataTypes().get(REQUIRED_ARGUMENTS).getLogicalType();
+                if (!type.is(LogicalTypeFamily.BINARY_STRING) && !type.is(LogicalTypeRoot.NULL)) {
+                    return callContext.fail(throwOnFailure, "%s",
+                            NAME + ": argument 'line_bytes' must be BYTES, got "
+                                    + type.asSummaryString() + ".");
+                }
+            }
+            for (int i = 0; i < REQUIRED_ARGUMENTS; i++) {
                 LogicalType type = callContext.getArgumentDataTypes().get(i).getLogicalType();
                 boolean isString = type.is(LogicalTypeFamily.CHARACTER_STRING);
                 boolean isNull = type.is(LogicalTypeRoot.NULL);
@@ -272,7 +311,13 @@ public final class ParseFunction extends TableFunction<Row> {
                 }
                 return Optional.empty();
             }
-            return Optional.of(List.of(DataTypes.STRING(), DataTypes.STRING(), DataTypes.STRING()));
+            List<DataType> types =
+                    new ArrayList<>(
+                            List.of(DataTypes.STRING(), DataTypes.STRING(), DataTypes.STRING()));
+            if (count > REQUIRED_ARGUMENTS) {
+                types.add(DataTypes.BYTES());
+            }
+            return Optional.of(types);
         }
 
         @Override
@@ -281,7 +326,12 @@ public final class ParseFunction extends TableFunction<Row> {
                     Signature.of(
                             Signature.Argument.of(ARGUMENT_NAMES[0], "STRING"),
                             Signature.Argument.of(ARGUMENT_NAMES[1], "STRING"),
-                            Signature.Argument.of(ARGUMENT_NAMES[2], "STRING")));
+                            Signature.Argument.of(ARGUMENT_NAMES[2], "STRING")),
+                    Signature.of(
+                            Signature.Argument.of(ARGUMENT_NAMES[0], "STRING"),
+                            Signature.Argument.of(ARGUMENT_NAMES[1], "STRING"),
+                            Signature.Argument.of(ARGUMENT_NAMES[2], "STRING"),
+                            Signature.Argument.of(ARGUMENT_NAMES[3], "BYTES")));
         }
     }
 }

@@ -29,7 +29,9 @@ import org.tensorflow.types.TString;
  * <p>Output rows hold the signature outputs in manifest order, then {@code model_version},
  * {@code error_code} and {@code error}. A batch that TensorFlow rejects is split in halves until
  * the failing rows are alone; those rows get {@code error_code} {@code TF_ERROR} and the
- * TensorFlow message, and every other row is scored. Called on the batcher's thread only.
+ * TensorFlow message, and every other row is scored. A row whose future another thread completed
+ * first (a timeout) keeps that result and is not counted here. Called on the batcher's thread,
+ * except {@link #completeWithError}, which is thread-safe.
  */
 final class BatchScorer {
 
@@ -77,6 +79,9 @@ final class BatchScorer {
         metrics.batchLatency.labelValues(labels).observe((end - start) / 1e9);
         metrics.batchSize.labelValues(labels).observe(batch.size);
         metrics.predictions.labelValues(labels).inc(scored);
+        if (scored > 0) {
+            metrics.lastSuccessfulBatch.labelValues(labels).set(System.currentTimeMillis() / 1000.0);
+        }
         if (flinkCounters != null) {
             flinkCounters.predictions().inc(scored);
         }
@@ -90,7 +95,7 @@ final class BatchScorer {
         }
     }
 
-    /** Scores rows [from, from + count); returns how many rows got a score. */
+    /** Scores rows [from, from + count); returns how many rows were completed with a score. */
     private int scoreRange(InputBatch batch, int from, int count) {
         Object[][] values;
         try {
@@ -103,24 +108,33 @@ final class BatchScorer {
             completeWithError(batch.futures[from], "TF_ERROR", e.getMessage());
             return 0;
         }
+        int completed = 0;
         for (int row = 0; row < count; row++) {
             Row output = new Row(outputArity());
             for (int o = 0; o < outputs.size(); o++) {
                 output.setField(o, values[o][row]);
             }
             output.setField(outputs.size(), model.spec.version());
-            batch.futures[from + row].complete(List.of(output));
+            if (batch.futures[from + row].complete(List.of(output))) {
+                completed++;
+            }
         }
-        return count;
+        return completed;
     }
 
-    /** Completes a row with an error row and counts it. Thread-safe. */
+    /**
+     * Completes a row with an error row and counts it, unless the row is complete already.
+     * Thread-safe.
+     */
     void completeWithError(
             CompletableFuture<Collection<Row>> future, String errorCode, String message) {
         Row output = new Row(outputArity());
         output.setField(outputs.size(), model.spec.version());
         output.setField(outputs.size() + 1, errorCode);
         output.setField(outputs.size() + 2, message);
+        if (!future.complete(List.of(output))) {
+            return;
+        }
         metrics.predictionErrors.labelValues(labels[0], labels[1], labels[2], errorCode).inc();
         if (flinkCounters != null) {
             flinkCounters.errors().inc();
@@ -132,7 +146,6 @@ final class BatchScorer {
                 LOG.warn("{} rows not scored so far; the latest ({}): {}", loggedErrors, errorCode, message);
             }
         }
-        future.complete(List.of(output));
     }
 
     /** Runs TensorFlow on rows [from, from + count); returns values[output][row]. */

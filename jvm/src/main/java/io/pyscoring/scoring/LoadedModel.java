@@ -1,5 +1,6 @@
 package io.pyscoring.scoring;
 
+import io.pyscoring.metrics.ScoringMetrics;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -59,12 +60,32 @@ final class LoadedModel {
         return model;
     }
 
+    /**
+     * Adds a user to a model that another user holds, as a subtask does when it swaps to the
+     * version a {@link ModelWatcher} loaded. Returns false, adding no user, if the model is closed
+     * already. Thread-safe.
+     */
+    static synchronized boolean retain(LoadedModel model) {
+        if (model.users == 0) {
+            return false;
+        }
+        model.users++;
+        return true;
+    }
+
     /** Drops one user; the last one closes the model and frees its native memory. */
     static synchronized void release(LoadedModel model) {
         model.users--;
         if (model.users == 0) {
             LOADED.remove(model.cacheKey);
             model.bundle.close();
+            ScoringMetrics.get()
+                    .modelLoaded
+                    .labelValues(
+                            model.spec.modelName(),
+                            String.valueOf(model.spec.version()),
+                            BatchScorer.PATH_LABEL)
+                    .set(0);
             LOG.info(
                     "Closed model {} version {} ({})",
                     model.spec.modelName(),
@@ -99,6 +120,7 @@ final class LoadedModel {
                         .setIntraOpParallelismThreads(options.intraOpThreads)
                         .setInterOpParallelismThreads(options.interOpThreads)
                         .build();
+        ModelCheck.checkOps(spec.versionDir());
         SavedModelBundle bundle;
         try {
             bundle =
@@ -130,6 +152,11 @@ final class LoadedModel {
                 (System.nanoTime() - start) / 1_000_000,
                 variableBytes,
                 TensorFlow.version());
+        ScoringMetrics.get()
+                .modelLoaded
+                .labelValues(
+                        spec.modelName(), String.valueOf(spec.version()), BatchScorer.PATH_LABEL)
+                .set(1);
         return new LoadedModel(spec, bundle, key);
     }
 

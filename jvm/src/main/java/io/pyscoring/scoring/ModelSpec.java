@@ -68,9 +68,18 @@ public record ModelSpec(
         return Long.parseLong(dir.getFileName().toString());
     }
 
-    /** Reads the manifest of the newest version in an export directory, or of one version. */
+    /**
+     * Reads the manifest of the newest version in an export directory, or of one version, after
+     * checking that the version's files lie inside the export directory (see {@link
+     * #checkInsideExportDir}).
+     */
     public static ModelSpec read(Path exportOrVersionDir) {
         Path versionDir = resolveVersionDir(exportOrVersionDir);
+        Path exportDir =
+                versionDir.equals(exportOrVersionDir)
+                        ? versionDir.toAbsolutePath().getParent()
+                        : exportOrVersionDir;
+        checkInsideExportDir(exportDir, versionDir);
         Path manifest = versionDir.resolve(MANIFEST);
         JsonNode root;
         try {
@@ -87,6 +96,54 @@ public record ModelSpec(
                 tensors(required(signature, "inputs", manifest), "input", manifest),
                 tensors(required(signature, "outputs", manifest), "output", manifest),
                 required(required(root, "variables", manifest), "bytes", manifest).asLong());
+    }
+
+    /**
+     * Checks that the version folder resolves inside {@code exportDir}, and that the manifest,
+     * {@code saved_model.pb} and every entry under {@code variables/} and {@code assets/} resolve
+     * inside the version folder, following symbolic links. TensorFlow reads those paths, so a
+     * link cannot make the scorer load files from elsewhere.
+     *
+     * @throws IllegalArgumentException naming the path that points outside
+     */
+    public static void checkInsideExportDir(Path exportDir, Path versionDir) {
+        try {
+            Path exportReal = exportDir.toRealPath();
+            Path versionReal = versionDir.toRealPath();
+            requireInside(versionDir, versionReal, exportReal, "export directory");
+            for (String name : List.of(MANIFEST, "saved_model.pb", "variables", "assets")) {
+                Path entry = versionDir.resolve(name);
+                if (!Files.exists(entry, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                    continue;
+                }
+                requireInside(entry, entry.toRealPath(), versionReal, "version folder");
+                if (Files.isDirectory(entry)) {
+                    try (Stream<Path> children = Files.walk(entry)) {
+                        for (Path child : (Iterable<Path>) children::iterator) {
+                            requireInside(child, child.toRealPath(), versionReal, "version folder");
+                        }
+                    }
+                }
+            }
+        } catch (IOException e) {
+            throw new IllegalArgumentException(
+                    "Failed to resolve the files of " + versionDir + ": " + e, e);
+        }
+    }
+
+    private static void requireInside(Path path, Path real, Path root, String rootKind) {
+        if (!real.startsWith(root)) {
+            throw new IllegalArgumentException(
+                    path
+                            + " resolves to "
+                            + real
+                            + ", outside the "
+                            + rootKind
+                            + " "
+                            + root
+                            + "; pyscoring loads only files inside the export directory, so copy"
+                            + " the files into the version folder instead of linking them");
+        }
     }
 
     private static JsonNode required(JsonNode node, String field, Path manifest) {

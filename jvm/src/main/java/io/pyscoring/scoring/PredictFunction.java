@@ -7,6 +7,7 @@ import java.util.Collection;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.flink.metrics.MetricGroup;
 import org.apache.flink.runtime.metrics.DescriptiveStatisticsHistogram;
 import org.apache.flink.table.api.DataTypes;
@@ -34,20 +35,38 @@ import org.slf4j.LoggerFactory;
  * {@code pyscoring_predict(export_dir, input_1, ..., input_n)}: scores rows with a SavedModel
  * through TensorFlow Java, in micro-batches.
  *
- * <p>{@code export_dir} is a string literal: an export directory (its newest complete version
- * is served) or one version folder. The other arguments follow the manifest's signature inputs
- * in order; an argument whose SQL type is not the input's type, and cannot be cast to it
- * implicitly, fails at planning time with the input's name. The function emits one row per
- * input row: the signature outputs, {@code model_version BIGINT}, {@code error_code STRING} and
- * {@code error STRING}; a row that could not be scored has NULL outputs and an error.
+ * <p>{@code export_dir} is a string literal: an export directory or one version folder. The other
+ * arguments follow the manifest's signature inputs in order; an argument whose SQL type is not the
+ * input's type, and cannot be cast to it implicitly, fails at planning time with the input's name.
+ * The function emits one row per input row: the signature outputs, {@code model_version BIGINT}
+ * (the version that produced the row), {@code error_code STRING} and {@code error STRING}; a row
+ * that could not be scored has NULL outputs and an error.
+ *
+ * <p>Versions: planning resolves an export directory to its newest complete version, whose
+ * signature fixes the output columns. With an export directory and {@code
+ * scoring.watch-interval-ms} above 0, a {@link ModelWatcher} then loads newer versions with the
+ * same signature in the background, and each subtask swaps to the newest one on its batcher
+ * thread between two batches, so every row is scored exactly once, by one version. A version
+ * folder as {@code export_dir} pins that version.
+ *
+ * <p>Errors never fail the job: a NULL input gives NULL_INPUT, a row TensorFlow rejects gives
+ * TF_ERROR (see {@link BatchScorer}), a row without a result after the row timeout gives TIMEOUT
+ * and a batch whose scoring threw gives SCORER_ERROR (see {@link MicroBatcher}). The row timeout
+ * is {@code scoring.async-timeout-ms}, or when that is 0, {@code scoring.max-batch-delay-ms}
+ * plus {@value ScoringOptions#BATCHES_PER_ROW_TIMEOUT} times {@code scoring.batch-timeout-ms}.
+ * Flink fails the job when a row exceeds {@code table.exec.async-table.timeout}, so that must be
+ * longer; deploy sets it to twice the row timeout plus one second. Deploy also sets {@code
+ * table.exec.async-table.retry-strategy} to NO_RETRY, because Flink 2.3 retries a failed future
+ * by default and the function fails one only for {@code scoring.test.fail-at-rows} or an {@link
+ * Error}.
  *
  * <p>Register it as an async table function and raise {@code
  * table.exec.async-table.max-concurrent-operations} (default 10) to at least twice {@code
  * scoring.max-batch-size}: that limit caps the rows in flight, so it also caps the batch size.
  *
  * <p>Threads: Flink calls {@link #open}, {@link #eval} and {@link #close} on the task thread;
- * TensorFlow runs on the subtask's batcher thread, which completes the futures. The model is
- * loaded once per JVM and version and shared by the JVM's subtasks.
+ * TensorFlow runs on the subtask's batcher thread, which completes the futures and swaps
+ * versions. A model version is loaded once per JVM and shared by the JVM's subtasks.
  */
 public class PredictFunction extends AsyncTableFunction<Row> implements SpecializedFunction {
 
@@ -57,27 +76,40 @@ public class PredictFunction extends AsyncTableFunction<Row> implements Speciali
     /** Rows the Flink metric-group latency histogram keeps for its statistics. */
     private static final int FLINK_HISTOGRAM_WINDOW = 1000;
 
+    /** Failures injected by {@code scoring.test.fail-at-rows} in this JVM, for tests. */
+    private static final AtomicInteger INJECTED_FAILURES = new AtomicInteger();
+
+    /** The {@code export_dir} literal, absolute; null on the unspecialized instance. */
+    private final String exportDir;
+
     /** The version folder chosen at planning time; null on the unspecialized instance. */
     private final String versionDir;
 
-    private transient LoadedModel model;
+    private transient ScoringOptions options;
+    private transient ModelWatcher watcher;
+    private transient volatile LoadedModel model;
+    private transient volatile BatchScorer scorer;
+    private transient BatchScorer.FlinkCounters counters;
     private transient MicroBatcher batcher;
-    private transient BatchScorer scorer;
+    private transient String subtaskName;
+    private transient long failAtRow;
+    private transient long rowsSeen;
 
     public PredictFunction() {
-        this(null);
+        this(null, null);
     }
 
-    private PredictFunction(String versionDir) {
+    private PredictFunction(String exportDir, String versionDir) {
+        this.exportDir = exportDir;
         this.versionDir = versionDir;
     }
 
-    /** Returns an instance bound to the version folder the export directory resolves to now. */
+    /** Returns an instance bound to the export directory and the version it resolves to now. */
     @Override
     public UserDefinedFunction specialize(SpecializedContext context) {
-        String exportDir = exportDirArgument(context.getCallContext());
-        Path resolved = ModelSpec.resolveVersionDir(Path.of(exportDir));
-        return new PredictFunction(resolved.toAbsolutePath().toString());
+        Path exportPath = Path.of(exportDirArgument(context.getCallContext())).toAbsolutePath();
+        Path resolved = ModelSpec.resolveVersionDir(exportPath);
+        return new PredictFunction(exportPath.toString(), resolved.toAbsolutePath().toString());
     }
 
     @Override
@@ -88,9 +120,8 @@ public class PredictFunction extends AsyncTableFunction<Row> implements Speciali
                             + PredictFunction.class.getName()
                             + " as a SQL function and call it with a literal export_dir");
         }
-        ScoringOptions options =
-                ScoringOptions.fromLookup(key -> context.getJobParameter(key, null));
-        ModelSpec spec = ModelSpec.read(Path.of(versionDir));
+        options = ScoringOptions.fromLookup(key -> context.getJobParameter(key, null));
+        ModelSpec planned = ModelSpec.read(Path.of(versionDir));
         ScoringMetrics metrics = ScoringMetrics.get();
         metrics.startServer(
                 options.metricsHost,
@@ -98,46 +129,122 @@ public class PredictFunction extends AsyncTableFunction<Row> implements Speciali
                 options.metricsPortLast,
                 options.metricsTargetsFile);
 
-        model = LoadedModel.acquire(spec, options);
-        metrics.modelInfo.addLabelValues(
-                spec.modelName(),
-                String.valueOf(spec.version()),
-                BatchScorer.PATH_LABEL,
-                model.tensorFlowVersion);
+        subtaskName = context.getTaskInfo().getTaskNameWithSubtasks();
+        boolean pinned = exportDir.equals(versionDir);
+        if (!pinned && options.watchIntervalMs > 0) {
+            watcher = ModelWatcher.acquire(Path.of(exportDir), planned, options);
+            model = watcher.current();
+            if (!LoadedModel.retain(model)) {
+                model = LoadedModel.acquire(model.spec, options);
+            }
+        } else {
+            model = LoadedModel.acquire(planned, options);
+        }
         MetricGroup group =
                 context.getMetricGroup()
                         .addGroup("pyscoring")
-                        .addGroup("model", spec.modelName());
-        group.gauge("modelVersion", spec::version);
-        BatchScorer.FlinkCounters counters =
+                        .addGroup("model", planned.modelName());
+        group.gauge("modelVersion", () -> model.spec.version());
+        counters =
                 new BatchScorer.FlinkCounters(
                         group.counter("predictions"),
                         group.counter("predictionErrors"),
                         group.histogram(
                                 "predictionLatencyMs",
                                 new DescriptiveStatisticsHistogram(FLINK_HISTOGRAM_WINDOW)));
-        scorer = new BatchScorer(model, System::nanoTime, counters);
-        scorer.warmUp();
+        scorer = newScorer(model);
+        failAtRow = injectedFailureRow(context);
+        rowsSeen = 0;
 
-        String threadName =
-                "pyscoring-batcher-"
-                        + context.getTaskInfo().getTaskNameWithSubtasks()
-                                .replaceAll("[^A-Za-z0-9()/_-]", "_");
+        String threadName = "pyscoring-batcher-" + subtaskName.replaceAll("[^A-Za-z0-9()/_-]", "_");
         batcher =
                 new MicroBatcher(
                         threadName,
-                        spec.inputs(),
+                        planned.inputs(),
                         options.maxBatchSize,
                         options.maxBatchDelayMs * 1_000_000L,
+                        options.rowTimeoutMs * 1_000_000L,
                         System::nanoTime,
-                        scorer::score);
+                        this::scoreBatch,
+                        (future, code, message) -> scorer.completeWithError(future, code, message));
         LOG.info(
-                "Scoring with model {} version {}: max batch {} rows, max delay {} ms, metrics port {}",
-                spec.modelName(),
-                spec.version(),
+                "Scoring with model {} version {} in {}: max batch {} rows, max delay {} ms, row"
+                        + " timeout {} ms, {}, metrics port {}",
+                model.spec.modelName(),
+                model.spec.version(),
+                subtaskName,
                 options.maxBatchSize,
                 options.maxBatchDelayMs,
+                options.rowTimeoutMs,
+                watcher == null
+                        ? "version pinned"
+                        : "watching " + exportDir + " every " + options.watchIntervalMs + " ms",
                 metrics.port());
+    }
+
+    private BatchScorer newScorer(LoadedModel loaded) {
+        ScoringMetrics.get()
+                .modelInfo
+                .addLabelValues(
+                        loaded.spec.modelName(),
+                        String.valueOf(loaded.spec.version()),
+                        BatchScorer.PATH_LABEL,
+                        loaded.tensorFlowVersion);
+        BatchScorer created = new BatchScorer(loaded, System::nanoTime, counters);
+        try {
+            created.warmUp();
+        } catch (RuntimeException e) {
+            LOG.warn("Warming up model {} version {} failed, so the first batch pays the setup: {}",
+                    loaded.spec.modelName(), loaded.spec.version(), e.toString());
+        }
+        return created;
+    }
+
+    /**
+     * Returns the row count at which this attempt of subtask 0 fails, from the test-only option
+     * {@code scoring.test.fail-at-rows}, or 0 for none.
+     */
+    private long injectedFailureRow(FunctionContext context) {
+        List<Long> failAt = options.testFailAtRows;
+        int attempt = context.getTaskInfo().getAttemptNumber();
+        if (failAt.isEmpty()
+                || context.getTaskInfo().getIndexOfThisSubtask() != 0
+                || attempt >= failAt.size()) {
+            return 0;
+        }
+        LOG.warn("{}: {} makes attempt {} fail at row {}",
+                subtaskName, ScoringOptions.TEST_FAIL_AT_ROWS.name(), attempt, failAt.get(attempt));
+        return failAt.get(attempt);
+    }
+
+    /** Returns how many failures {@code scoring.test.fail-at-rows} injected in this JVM. */
+    public static int injectedFailureCount() {
+        return INJECTED_FAILURES.get();
+    }
+
+    /** Scores one batch on the batcher thread, first swapping to a newer version if one is ready. */
+    private void scoreBatch(InputBatch batch) {
+        if (watcher != null) {
+            swapToLatest();
+        }
+        scorer.score(batch);
+    }
+
+    private void swapToLatest() {
+        LoadedModel latest = watcher.current();
+        LoadedModel previous = model;
+        if (latest == previous || !LoadedModel.retain(latest)) {
+            return;
+        }
+        scorer = newScorer(latest);
+        model = latest;
+        LoadedModel.release(previous);
+        LOG.info(
+                "{} swapped model {} from version {} to version {}",
+                subtaskName,
+                latest.spec.modelName(),
+                previous.spec.version(),
+                latest.spec.version());
     }
 
     /**
@@ -145,6 +252,19 @@ public class PredictFunction extends AsyncTableFunction<Row> implements Speciali
      * signature inputs. A NULL input completes the row at once with error code NULL_INPUT.
      */
     public void eval(CompletableFuture<Collection<Row>> future, Object... args) {
+        long entered = System.nanoTime();
+        if (failAtRow > 0 && ++rowsSeen == failAtRow) {
+            INJECTED_FAILURES.incrementAndGet();
+            future.completeExceptionally(
+                    new IllegalStateException(
+                            "Failure injected by "
+                                    + ScoringOptions.TEST_FAIL_AT_ROWS.name()
+                                    + " at row "
+                                    + rowsSeen
+                                    + " of "
+                                    + subtaskName));
+            return;
+        }
         List<TensorSpec> inputs = model.spec.inputs();
         for (int i = 0; i < inputs.size(); i++) {
             if (args[i + 1] == null) {
@@ -154,7 +274,7 @@ public class PredictFunction extends AsyncTableFunction<Row> implements Speciali
             }
         }
         try {
-            batcher.add(args, 1, future);
+            batcher.add(args, 1, future, entered);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             future.completeExceptionally(e);
@@ -170,6 +290,10 @@ public class PredictFunction extends AsyncTableFunction<Row> implements Speciali
         if (model != null) {
             LoadedModel.release(model);
             model = null;
+        }
+        if (watcher != null) {
+            ModelWatcher.release(watcher);
+            watcher = null;
         }
     }
 

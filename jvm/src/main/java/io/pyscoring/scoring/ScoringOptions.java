@@ -1,5 +1,6 @@
 package io.pyscoring.scoring;
 
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Function;
@@ -30,6 +31,19 @@ public final class ScoringOptions implements java.io.Serializable {
     public static final Key METRICS_HOST = new Key("metrics.host", "str", "127.0.0.1");
     public static final Key METRICS_PORT_RANGE = new Key("metrics.port-range", "str", "9250-9299");
     public static final Key METRICS_TARGETS_FILE = new Key("metrics.targets-file", "str", "");
+    public static final Key ASYNC_TIMEOUT_MS = new Key("scoring.async-timeout-ms", "int", "0");
+    public static final Key BATCH_TIMEOUT_MS =
+            new Key("scoring.batch-timeout-ms", "int", "10000");
+    public static final Key WATCH_INTERVAL_MS =
+            new Key("scoring.watch-interval-ms", "int", "5000");
+    public static final Key TEST_FAIL_AT_ROWS = new Key("scoring.test.fail-at-rows", "str", "");
+    public static final Key MAX_FIELD_CHARS = new Key("parse.max-field-chars", "int", "65536");
+
+    /**
+     * TensorFlow calls a row may wait for: the running batch, one closed batch queued before the
+     * row's own, and the row's own batch.
+     */
+    static final int BATCHES_PER_ROW_TIMEOUT = 3;
 
     public static final List<Key> ALL =
             List.of(
@@ -40,7 +54,12 @@ public final class ScoringOptions implements java.io.Serializable {
                     MAX_MODEL_BYTES,
                     METRICS_HOST,
                     METRICS_PORT_RANGE,
-                    METRICS_TARGETS_FILE);
+                    METRICS_TARGETS_FILE,
+                    ASYNC_TIMEOUT_MS,
+                    BATCH_TIMEOUT_MS,
+                    WATCH_INTERVAL_MS,
+                    TEST_FAIL_AT_ROWS,
+                    MAX_FIELD_CHARS);
 
     public final int maxBatchSize;
     public final long maxBatchDelayMs;
@@ -51,6 +70,19 @@ public final class ScoringOptions implements java.io.Serializable {
     public final int metricsPortFirst;
     public final int metricsPortLast;
     public final String metricsTargetsFile;
+
+    /** Milliseconds a row may wait for its result before the scorer completes it with TIMEOUT. */
+    public final long rowTimeoutMs;
+
+    public final long batchTimeoutMs;
+
+    /** Milliseconds between two scans of the export directory for new versions; 0 disables. */
+    public final long watchIntervalMs;
+
+    /** Test-only: per task attempt, the row count at which subtask 0 fails; empty for none. */
+    public final List<Long> testFailAtRows;
+
+    public final int maxFieldChars;
 
     private ScoringOptions(Function<Key, String> lookup) {
         this.maxBatchSize = (int) parseLong(lookup, MAX_BATCH_SIZE, 1);
@@ -82,6 +114,43 @@ public final class ScoringOptions implements java.io.Serializable {
                             + "' must satisfy 1 <= FIRST <= LAST <= 65535");
         }
         this.metricsTargetsFile = lookup.apply(METRICS_TARGETS_FILE);
+
+        long asyncTimeoutMs = parseLong(lookup, ASYNC_TIMEOUT_MS, 0);
+        this.batchTimeoutMs = parseLong(lookup, BATCH_TIMEOUT_MS, 1);
+        this.rowTimeoutMs =
+                asyncTimeoutMs > 0
+                        ? asyncTimeoutMs
+                        : maxBatchDelayMs + BATCHES_PER_ROW_TIMEOUT * batchTimeoutMs;
+        this.watchIntervalMs = parseLong(lookup, WATCH_INTERVAL_MS, 0);
+        this.testFailAtRows = parseRowList(lookup, TEST_FAIL_AT_ROWS);
+        this.maxFieldChars = (int) Math.min(Integer.MAX_VALUE, parseLong(lookup, MAX_FIELD_CHARS, 1));
+    }
+
+    /** Parses a list of positive row counts separated by ';' (commas separate job parameters). */
+    private static List<Long> parseRowList(Function<Key, String> lookup, Key key) {
+        String raw = lookup.apply(key);
+        List<Long> rows = new ArrayList<>();
+        for (String part : raw.split(";")) {
+            String trimmed = part.trim();
+            if (trimmed.isEmpty()) {
+                continue;
+            }
+            try {
+                long value = Long.parseLong(trimmed);
+                if (value < 1) {
+                    throw new NumberFormatException();
+                }
+                rows.add(value);
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException(
+                        key.name()
+                                + ": expected positive row counts separated by ';' such as"
+                                + " 200;200;200, got '"
+                                + raw
+                                + "'");
+            }
+        }
+        return List.copyOf(rows);
     }
 
     /** Reads the options from a lookup that returns null for an absent key. */

@@ -33,6 +33,12 @@ public final class LinesSource implements Source<RowData, LinesSplit, LinesEnume
     private final String path;
     private final double rowsPerSecond;
     private final boolean loop;
+    private final boolean emitLineBytes;
+
+    /** Creates a source whose rows have the four columns source, line_number, key and line. */
+    public LinesSource(String path, double rowsPerSecond, boolean loop) {
+        this(path, rowsPerSecond, loop, false);
+    }
 
     /**
      * Creates a source.
@@ -40,8 +46,10 @@ public final class LinesSource implements Source<RowData, LinesSplit, LinesEnume
      * @param path file or folder to read, see {@link LinesSourceOptions#PATH}
      * @param rowsPerSecond rate limit for the whole source, 0 for none
      * @param loop whether to read the files again and again, forever
+     * @param emitLineBytes whether rows have the fifth column {@code line_bytes}, see {@link
+     *     LinesSourceReader}
      */
-    public LinesSource(String path, double rowsPerSecond, boolean loop) {
+    public LinesSource(String path, double rowsPerSecond, boolean loop, boolean emitLineBytes) {
         if (!(rowsPerSecond >= 0) || Double.isInfinite(rowsPerSecond)) {
             throw new IllegalArgumentException(
                     "rowsPerSecond must be a finite number >= 0, got " + rowsPerSecond);
@@ -49,6 +57,7 @@ public final class LinesSource implements Source<RowData, LinesSplit, LinesEnume
         this.path = path;
         this.rowsPerSecond = rowsPerSecond;
         this.loop = loop;
+        this.emitLineBytes = emitLineBytes;
     }
 
     public String path() {
@@ -61,6 +70,10 @@ public final class LinesSource implements Source<RowData, LinesSplit, LinesEnume
 
     public boolean loop() {
         return loop;
+    }
+
+    public boolean emitLineBytes() {
+        return emitLineBytes;
     }
 
     @Override
@@ -106,7 +119,8 @@ public final class LinesSource implements Source<RowData, LinesSplit, LinesEnume
      */
     @Override
     public SourceReader<RowData, LinesSplit> createReader(SourceReaderContext context) {
-        LinesSourceReader reader = new LinesSourceReader(context);
+        LinesSourceReader reader =
+                new LinesSourceReader(context, LineReader.DEFAULT_BUFFER_SIZE, emitLineBytes);
         if (rowsPerSecond == 0) {
             return reader;
         }

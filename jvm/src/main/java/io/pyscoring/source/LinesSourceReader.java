@@ -23,6 +23,7 @@ import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 
@@ -37,7 +38,9 @@ import java.util.concurrent.CompletableFuture;
  * <p>Lines are decoded as strict UTF-8. A line that is not valid UTF-8 is emitted with {@code
  * line} = NULL and its other columns set as usual, logged at DEBUG and counted in the metric
  * {@value #MALFORMED_LINES_METRIC}. A NULL {@code line} therefore always means malformed UTF-8,
- * and a later stage can route such rows to the dead letters by key.
+ * and a later stage can route such rows to the dead letters by key. A reader created with {@code
+ * emitLineBytes} appends the fifth column {@code line_bytes BYTES}: the undecoded bytes of such a
+ * line, and NULL for every line that {@code line} holds.
  *
  * <p>Flink calls every method from the task thread (the mailbox thread of the source task). The
  * reader reads files in that thread with blocking I/O, one line per {@link #pollNext} call, which
@@ -56,6 +59,7 @@ final class LinesSourceReader implements SourceReader<RowData, LinesSplit> {
 
     private final SourceReaderContext context;
     private final int bufferSize;
+    private final boolean emitLineBytes;
     private final CharsetDecoder decoder =
             StandardCharsets.UTF_8
                     .newDecoder()
@@ -78,8 +82,13 @@ final class LinesSourceReader implements SourceReader<RowData, LinesSplit> {
 
     /** Creates a reader that reads {@code bufferSize} bytes at once, small in tests. */
     LinesSourceReader(SourceReaderContext context, int bufferSize) {
+        this(context, bufferSize, false);
+    }
+
+    LinesSourceReader(SourceReaderContext context, int bufferSize, boolean emitLineBytes) {
         this.context = context;
         this.bufferSize = bufferSize;
+        this.emitLineBytes = emitLineBytes;
         this.malformedLines = context.metricGroup().counter(MALFORMED_LINES_METRIC);
     }
 
@@ -166,11 +175,23 @@ final class LinesSourceReader implements SourceReader<RowData, LinesSplit> {
             key = key + "#" + currentSplit.pass();
         }
         String line = decode(key);
+        if (!emitLineBytes) {
+            return GenericRowData.of(
+                    StringData.fromString(fileName),
+                    currentLineNumber,
+                    StringData.fromString(key),
+                    line == null ? null : StringData.fromString(line));
+        }
+        byte[] lineBytes =
+                line == null
+                        ? Arrays.copyOf(lineReader.lineBytes(), lineReader.lineLength())
+                        : null;
         return GenericRowData.of(
                 StringData.fromString(fileName),
                 currentLineNumber,
                 StringData.fromString(key),
-                line == null ? null : StringData.fromString(line));
+                line == null ? null : StringData.fromString(line),
+                lineBytes);
     }
 
     /** Decodes the current line as strict UTF-8, or returns null if it is malformed. */

@@ -12,6 +12,7 @@ import org.apache.flink.table.types.DataType;
 import org.apache.flink.table.types.logical.LogicalType;
 import org.apache.flink.table.types.logical.RowType;
 
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
 import java.util.stream.Collectors;
@@ -22,7 +23,7 @@ import java.util.stream.Collectors;
  *
  * <pre>{@code
  * CREATE TABLE lines (
- *   source STRING, line_number BIGINT, key STRING, line STRING
+ *   source STRING, line_number BIGINT, key STRING, line STRING, line_bytes BYTES
  * ) WITH (
  *   'connector' = 'pyscoring-lines',
  *   'path' = '/data/adult/adult.test',
@@ -31,8 +32,8 @@ import java.util.stream.Collectors;
  * )
  * }</pre>
  *
- * <p>The table must declare exactly these physical columns in this order. Computed columns and a
- * watermark may follow. The planner calls this factory on the client when it plans a statement.
+ * <p>The table must declare exactly these physical columns in this order, where {@code line_bytes}
+ * is optional. Computed columns and a watermark may follow. The planner calls this factory on the client when it plans a statement.
  */
 public final class LinesTableSourceFactory implements DynamicTableSourceFactory {
 
@@ -45,6 +46,12 @@ public final class LinesTableSourceFactory implements DynamicTableSourceFactory 
                     DataTypes.FIELD("line_number", DataTypes.BIGINT()),
                     DataTypes.FIELD("key", DataTypes.STRING()),
                     DataTypes.FIELD("line", DataTypes.STRING()));
+
+    /**
+     * The optional fifth physical column: the bytes of a line that is not valid UTF-8, and NULL
+     * for every line that {@code line} holds.
+     */
+    static final DataTypes.Field LINE_BYTES_FIELD = DataTypes.FIELD("line_bytes", DataTypes.BYTES());
 
     @Override
     public String factoryIdentifier() {
@@ -65,8 +72,10 @@ public final class LinesTableSourceFactory implements DynamicTableSourceFactory 
     public DynamicTableSource createDynamicTableSource(Context context) {
         FactoryUtil.TableFactoryHelper helper = FactoryUtil.createTableFactoryHelper(this, context);
         helper.validate();
-        validateSchema(context.getObjectIdentifier(), context.getPhysicalRowDataType());
-        return new LinesTableSource(createSource(helper.getOptions()));
+        DataType physicalRowType = context.getPhysicalRowDataType();
+        validateSchema(context.getObjectIdentifier(), physicalRowType);
+        return new LinesTableSource(
+                createSource(helper.getOptions(), declaresLineBytes(physicalRowType)));
     }
 
     /**
@@ -76,6 +85,14 @@ public final class LinesTableSourceFactory implements DynamicTableSourceFactory 
      *     NaN or infinite
      */
     static LinesSource createSource(ReadableConfig options) {
+        return createSource(options, false);
+    }
+
+    /**
+     * Creates the source from validated options; with {@code emitLineBytes} its rows have the
+     * fifth column {@code line_bytes}.
+     */
+    static LinesSource createSource(ReadableConfig options, boolean emitLineBytes) {
         String path = options.get(LinesSourceOptions.PATH);
         double rowsPerSecond = options.get(LinesSourceOptions.ROWS_PER_SECOND);
         boolean loop = options.get(LinesSourceOptions.LOOP);
@@ -99,20 +116,29 @@ public final class LinesTableSourceFactory implements DynamicTableSourceFactory 
                             + rowsPerSecond
                             + ". Use 0 for no limit.");
         }
-        return new LinesSource(path, rowsPerSecond, loop);
+        return new LinesSource(path, rowsPerSecond, loop, emitLineBytes);
     }
 
     /**
      * Checks the declared physical columns against {@link #PRODUCED_TYPE}.
      *
-     * <p>Names, order and types must match. {@code line} must be nullable, because the source
-     * emits NULL for a line that is not valid UTF-8. The other columns may be declared NOT NULL.
+     * <p>Names, order and types must match, and {@code line_bytes BYTES} may follow the four
+     * columns of {@link #PRODUCED_TYPE}. {@code line} and {@code line_bytes} must be nullable,
+     * because the source emits NULL in one of them for every line. The other columns may be
+     * declared NOT NULL.
      *
      * @throws ValidationException naming the table, the declared and the required columns
      */
     static void validateSchema(ObjectIdentifier table, DataType physicalRowType) {
         List<RowType.RowField> declared = ((RowType) physicalRowType.getLogicalType()).getFields();
-        List<RowType.RowField> expected = ((RowType) PRODUCED_TYPE.getLogicalType()).getFields();
+        List<RowType.RowField> expected =
+                new ArrayList<>(((RowType) PRODUCED_TYPE.getLogicalType()).getFields());
+        if (declared.size() == expected.size() + 1) {
+            expected.add(
+                    new RowType.RowField(
+                            LINE_BYTES_FIELD.getName(),
+                            LINE_BYTES_FIELD.getDataType().getLogicalType()));
+        }
 
         boolean matches = declared.size() == expected.size();
         for (int i = 0; matches && i < expected.size(); i++) {
@@ -133,8 +159,8 @@ public final class LinesTableSourceFactory implements DynamicTableSourceFactory 
                             + IDENTIFIER
                             + "' produces ("
                             + describe(expected)
-                            + "). Declare exactly these columns in this order. Computed columns"
-                            + " may follow.");
+                            + "). Declare exactly these columns in this order, optionally"
+                            + " followed by 'line_bytes BYTES'. Computed columns may follow.");
         }
 
         LogicalType lineType = declared.get(3).getType();
@@ -149,6 +175,20 @@ public final class LinesTableSourceFactory implements DynamicTableSourceFactory 
                             + "' emits NULL for a line that is not valid UTF-8. Declare it as"
                             + " STRING without NOT NULL.");
         }
+        if (declared.size() > 4 && !declared.get(4).getType().isNullable()) {
+            throw new ValidationException(
+                    "Table "
+                            + table.asSummaryString()
+                            + " declares column 'line_bytes' as NOT NULL, but connector '"
+                            + IDENTIFIER
+                            + "' emits NULL in it for every line that is valid UTF-8. Declare it"
+                            + " as BYTES without NOT NULL.");
+        }
+    }
+
+    /** Returns whether a validated physical row type declares the column {@code line_bytes}. */
+    static boolean declaresLineBytes(DataType physicalRowType) {
+        return ((RowType) physicalRowType.getLogicalType()).getFieldCount() > 4;
     }
 
     private static String describe(List<RowType.RowField> fields) {

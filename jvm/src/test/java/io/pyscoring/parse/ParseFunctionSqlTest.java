@@ -171,4 +171,40 @@ class ParseFunctionSqlTest {
 
         assertTrue(message.contains("argument 'line' must be STRING, got INT"), message);
     }
+
+    @Test
+    void lineBytesGiveInvalidUtf8() throws Exception {
+        tableEnv.createTemporarySystemFunction(EscapeBytesFunction.NAME, EscapeBytesFunction.class);
+        tableEnv.createTemporarySystemFunction(
+                CountDeadLetterFunction.NAME, CountDeadLetterFunction.class);
+        var counter =
+                io.pyscoring.metrics.ScoringMetrics.get()
+                        .deadLetters
+                        .labelValues("sql-test", "", "jvm", "INVALID_UTF8");
+        double before = counter.get();
+
+        List<Row> rows =
+                query(
+                        "SELECT i.id, pyscoring_count_dead_letter('sql-test', 'jvm', p.error_code,"
+                                + " CAST(NULL AS BIGINT)), pyscoring_escape_bytes(i.b)"
+                                + " FROM (SELECT id, CAST(NULL AS STRING) AS line,"
+                                + " X'41FF42' AS b FROM input WHERE id = 1) AS i,"
+                                + " LATERAL TABLE(pyscoring_parse(i.line, 'a STRING', ',', i.b))"
+                                + " AS p");
+
+        assertEquals(1, rows.size());
+        assertEquals("INVALID_UTF8", rows.get(0).getField(1));
+        assertEquals("A\\xffB", rows.get(0).getField(2));
+        assertEquals(before + 1, counter.get());
+    }
+
+    @Test
+    void nonBinaryLineBytesRejected() {
+        String message =
+                planningError(
+                        "SELECT p.* FROM input AS i, LATERAL TABLE(pyscoring_parse(i.line,"
+                                + " 'a STRING', ',', i.line)) AS p");
+
+        assertTrue(message.contains("argument 'line_bytes' must be BYTES"), message);
+    }
 }

@@ -90,6 +90,32 @@ class LinesSourceReaderTest {
         reader.close();
     }
 
+    @Test
+    void lineBytesOnlyForInvalidUtf8() throws Exception {
+        String path = writeMixedFile("mixed.txt");
+        LinesSourceReader reader =
+                new LinesSourceReader(new TestingReaderContext(), LineReader.DEFAULT_BUFFER_SIZE, true);
+        CollectingReaderOutput output = new CollectingReaderOutput();
+        reader.addSplits(List.of(LinesSplit.atStart(path, 0)));
+        reader.notifyNoMoreSplits();
+
+        poll(reader, output, 100);
+
+        assertEquals(MIXED_LINES.size(), output.rows.size());
+        for (int i = 0; i < output.rows.size(); i++) {
+            RowData row = output.rows.get(i);
+            assertEquals(5, row.getArity());
+            if (i + 1 == MALFORMED_LINE_NUMBER) {
+                assertTrue(row.isNullAt(3));
+                org.junit.jupiter.api.Assertions.assertArrayEquals(
+                        new byte[] {'x', (byte) 0xC3, '('}, row.getBinary(4));
+            } else {
+                assertTrue(row.isNullAt(4), "line " + (i + 1) + " is valid UTF-8");
+            }
+        }
+        reader.close();
+    }
+
     /**
      * Checkpoints after every possible number of rows, restores a new reader from the serialized
      * split state, and checks that the rows before the checkpoint plus the rows of the restored

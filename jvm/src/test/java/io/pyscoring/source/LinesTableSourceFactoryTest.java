@@ -193,4 +193,36 @@ class LinesTableSourceFactoryTest {
 
         assertTrue(error.getMessage().contains("NOT NULL"), error.getMessage());
     }
+
+    @Test
+    void lineBytesColumnAccepted() {
+        DataType declared =
+                DataTypes.ROW(
+                        DataTypes.FIELD("source", DataTypes.STRING()),
+                        DataTypes.FIELD("line_number", DataTypes.BIGINT()),
+                        DataTypes.FIELD("key", DataTypes.STRING()),
+                        DataTypes.FIELD("line", DataTypes.STRING()),
+                        DataTypes.FIELD("line_bytes", DataTypes.BYTES()));
+
+        assertDoesNotThrow(() -> LinesTableSourceFactory.validateSchema(TABLE, declared));
+        assertTrue(LinesTableSourceFactory.declaresLineBytes(declared));
+    }
+
+    @Test
+    void misnamedFifthColumnRejected() {
+        DataType declared =
+                DataTypes.ROW(
+                        DataTypes.FIELD("source", DataTypes.STRING()),
+                        DataTypes.FIELD("line_number", DataTypes.BIGINT()),
+                        DataTypes.FIELD("key", DataTypes.STRING()),
+                        DataTypes.FIELD("line", DataTypes.STRING()),
+                        DataTypes.FIELD("raw", DataTypes.BYTES()));
+
+        ValidationException error =
+                assertThrows(
+                        ValidationException.class,
+                        () -> LinesTableSourceFactory.validateSchema(TABLE, declared));
+
+        assertTrue(error.getMessage().contains("line_bytes BYTES"), error.getMessage());
+    }
 }

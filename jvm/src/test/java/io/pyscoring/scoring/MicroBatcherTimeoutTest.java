@@ -1,0 +1,138 @@
+package io.pyscoring.scoring;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+import org.apache.flink.types.Row;
+import org.junit.jupiter.api.Test;
+
+/** Rows of a batch that outlives the row timeout, and of a handler that throws. */
+class MicroBatcherTimeoutTest {
+
+    private static final List<TensorSpec> ONE_LONG =
+            List.of(new TensorSpec("n", TensorType.INT64, 0));
+    private static final long TIMEOUT_NANOS = TimeUnit.MILLISECONDS.toNanos(200);
+
+    /** Completes a row with Row(errorCode, message), as BatchScorer does with its error rows. */
+    private static final MicroBatcher.RowCompleter COMPLETER =
+            (future, code, message) -> future.complete(List.of(Row.of(code, message)));
+
+    /** Echoes each row's value, after waiting for {@code release} when a row holds -1. */
+    private static Consumer<InputBatch> echo(CountDownLatch release) {
+        return batch -> {
+            try (var tensor = batch.columns[0].toTensor(0, batch.size)) {
+                Object[] values =
+                        BatchScorer.readOutput(new TensorSpec("n", TensorType.INT64, 0), tensor, batch.size);
+                for (Object value : values) {
+                    if ((Long) value == -1L) {
+                        try {
+                            release.await();
+                        } catch (InterruptedException e) {
+                            Thread.currentThread().interrupt();
+                        }
+                    }
+                }
+                for (int i = 0; i < batch.size; i++) {
+                    batch.futures[i].complete(List.of(Row.of(values[i])));
+                }
+            }
+        };
+    }
+
+    private static CompletableFuture<Collection<Row>> add(MicroBatcher batcher, long value)
+            throws InterruptedException {
+        CompletableFuture<Collection<Row>> future = new CompletableFuture<>();
+        batcher.add(new Object[] {"literal", value}, 1, future);
+        return future;
+    }
+
+    private static Row result(CompletableFuture<Collection<Row>> future) throws Exception {
+        return future.get(10, TimeUnit.SECONDS).iterator().next();
+    }
+
+    @Test
+    void stuckBatchRowsTimeOut() throws Exception {
+        CountDownLatch release = new CountDownLatch(1);
+        try (MicroBatcher batcher =
+                new MicroBatcher(
+                        "test", ONE_LONG, 2, 0, TIMEOUT_NANOS, System::nanoTime, echo(release), COMPLETER)) {
+            CompletableFuture<Collection<Row>> stuck = add(batcher, -1L);
+            List<CompletableFuture<Collection<Row>>> queued = new ArrayList<>();
+            for (long n = 1; n <= 3; n++) {
+                queued.add(add(batcher, n));
+            }
+
+            Row stuckRow = result(stuck);
+            assertEquals(MicroBatcher.TIMEOUT, stuckRow.getField(0));
+            assertTrue(((String) stuckRow.getField(1)).contains("while its batch ran in TensorFlow"),
+                    (String) stuckRow.getField(1));
+            for (CompletableFuture<Collection<Row>> future : queued) {
+                assertEquals(MicroBatcher.TIMEOUT, result(future).getField(0));
+            }
+
+            // Until the released batch returns its buffer, a new row still meets the stuck
+            // batch and times out; the first row after that is scored.
+            release.countDown();
+            Object value = null;
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (!Long.valueOf(7L).equals(value) && System.nanoTime() < deadline) {
+                value = result(add(batcher, 7L)).getField(0);
+            }
+            assertEquals(7L, value);
+        }
+    }
+
+    @Test
+    void rowWaitingForBufferTimesOutWithoutQueueing() throws Exception {
+        CountDownLatch release = new CountDownLatch(1);
+        try (MicroBatcher batcher =
+                new MicroBatcher(
+                        "test", ONE_LONG, 1, 0, TIMEOUT_NANOS, System::nanoTime, echo(release), COMPLETER)) {
+            // One buffer runs the stuck row; the next two rows fill the other two buffers.
+            add(batcher, -1L);
+            add(batcher, 1L);
+            add(batcher, 2L);
+            long start = System.nanoTime();
+            CompletableFuture<Collection<Row>> blocked = add(batcher, 3L);
+            long waitedMillis = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start);
+
+            assertTrue(blocked.isDone(), "add returned before the row had a result");
+            Row row = result(blocked);
+            assertEquals(MicroBatcher.TIMEOUT, row.getField(0));
+            assertTrue(((String) row.getField(1)).contains("every batch buffer was taken"),
+                    (String) row.getField(1));
+            assertTrue(waitedMillis < 5_000, "add waited " + waitedMillis + " ms");
+
+            // The stuck batch is past the row timeout now, so the next row fails at once.
+            start = System.nanoTime();
+            Row next = result(add(batcher, 4L));
+            waitedMillis = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start);
+            assertEquals(MicroBatcher.TIMEOUT, next.getField(0));
+            assertTrue(((String) next.getField(1)).contains("past the row timeout"),
+                    (String) next.getField(1));
+            assertTrue(waitedMillis < 1_000, "add waited " + waitedMillis + " ms");
+            release.countDown();
+        }
+    }
+
+    @Test
+    void handlerExceptionGivesScorerError() throws Exception {
+        Consumer<InputBatch> failing =
+                batch -> {
+                    throw new IllegalStateException("broken handler");
+                };
+        try (MicroBatcher batcher =
+                new MicroBatcher("test", ONE_LONG, 4, 0, 0, System::nanoTime, failing, COMPLETER)) {
+            Row row = result(add(batcher, 1L));
+            assertEquals(MicroBatcher.SCORER_ERROR, row.getField(0));
+            assertTrue(((String) row.getField(1)).contains("broken handler"));
+        }
+    }
+}
