@@ -29,11 +29,14 @@ $(JAR): pom.xml $(JAVA_SOURCES)
 
 # Flink's lib folder plus pyscoring's jars: everything here loads parent-first in
 # the task managers, which TensorFlow's native library needs (it cannot be loaded
-# by a second classloader of the same JVM).
+# by a second classloader of the same JVM). flink-python from the wheel's opt/
+# is here too, because a standalone cluster runs PyFlink's Python operators only
+# with it on the task managers' classpath.
 $(FLINK_LIB)/.assembled: $(VENV)/.installed $(JAR)
 	rm -rf $(FLINK_LIB) && mkdir -p $(FLINK_LIB)
 	cp $$($(PY) -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))')/lib/*.jar $(FLINK_LIB)/
 	cp $(JAR) $(BUILD)/jvm/dependencies/*.jar $(FLINK_LIB)/
+	cp $$($(PY) -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))')/opt/flink-python-*.jar $(FLINK_LIB)/
 	touch $@
 
 test-java: $(VENV)/.installed

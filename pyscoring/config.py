@@ -86,10 +86,41 @@ OPTIONS: tuple[Option, ...] = (
            "0 means twice scoring.max-batch-size, so one batch fills while "
            "another runs.",
            min_value=0),
-    Option("scoring.async-timeout-ms", int, 60000,
-           "Milliseconds a row may wait for its result before the scorer fails "
-           "it with a timeout.",
-           min_value=1),
+    Option("scoring.async-timeout-ms", int, 0,
+           "Milliseconds a row may wait for its result before the scorer "
+           "completes it with error code TIMEOUT (a dead letter). 0 derives it "
+           "from the batch settings: scoring.max-batch-delay-ms plus 3 times "
+           "scoring.batch-timeout-ms (the running batch, one queued batch and "
+           "the row's own). Deploy sets Flink's "
+           "table.exec.async-table.timeout, which fails the job, to twice this "
+           "plus 1 s.",
+           min_value=0, jvm=True),
+    Option("scoring.batch-timeout-ms", int, 10000,
+           "Milliseconds one batch may take in TensorFlow, splits after an "
+           "error included; sets the row timeout when "
+           "scoring.async-timeout-ms is 0.",
+           min_value=1, jvm=True),
+    Option("scoring.watch-interval-ms", int, 5000,
+           "Milliseconds between two scans of the export directory for a new "
+           "model version, which each scoring subtask swaps in between two "
+           "batches. 0 disables the scan.",
+           min_value=0, jvm=True),
+    Option("scoring.model-version", int, 0,
+           "Model version to serve, pinned: deploy scores EXPORT_DIR/<N>/ and "
+           "does not swap to newer versions. 0 serves the newest version and "
+           "follows new ones.",
+           min_value=0),
+    Option("scoring.test.fail-at-rows", str, "",
+           "Test only: row counts separated by ';' such as 200;200;200. "
+           "Attempt k of scoring subtask 0 fails when the k-th count of rows "
+           "has entered the scorer, to test recovery. Empty injects no "
+           "failure. Deploy adds one restart per listed failure to "
+           "deploy.restart-attempts.",
+           jvm=True),
+    Option("parse.max-field-chars", int, 65536,
+           "Characters one field of an input line may have; a longer field "
+           "makes the line a dead letter with reason code FIELD_TOO_LONG.",
+           min_value=1, jvm=True),
     Option("scoring.tensorflow.intra-op-threads", int, 0,
            "Threads one TensorFlow kernel may use (ConfigProto "
            "intra_op_parallelism_threads); 0 lets TensorFlow use every core.",
@@ -132,11 +163,45 @@ OPTIONS: tuple[Option, ...] = (
     Option("deploy.restart-attempts", int, 3,
            "Restarts of the scoring job (fixed delay) before it fails.",
            min_value=0),
+    Option("deploy.kafka.transaction-timeout-ms", int, 600000,
+           "Kafka transaction timeout (properties.transaction.timeout.ms) that "
+           "deploy sets on an exactly-once Kafka sink whose options leave it out. "
+           "It must not exceed the broker's transaction.max.timeout.ms (900000 "
+           "by default), or the producer fails to start, and it must exceed the "
+           "longest expected checkpoint plus restart time, or the broker aborts "
+           "transactions that Flink still has to commit.",
+           min_value=1),
     Option("source.rows-per-second", float, 0.0,
            "Rate limit of the line source over all subtasks; 0 means unlimited.",
            min_value=0),
     Option("source.loop", bool, False,
            "Read the input again from the start after its end, forever."),
+    Option("deploy.bind-host", str, "127.0.0.1",
+           "Address the scoring job's Flink processes bind to (RPC, REST, blob "
+           "server, data exchange). Loopback by default; set 0.0.0.0 only "
+           "behind a firewall."),
+    # Columns, lifecycle and health of the deployed job.
+    Option("deploy.pass-through", str, "*",
+           "Input columns copied into every score row, separated by commas. * "
+           "copies every input column except one named key (each score row has "
+           "`key` already); an empty value copies none."),
+    Option("deploy.rename-outputs", str, "",
+           "New names of signature outputs in the score rows, as OUTPUT=NAME "
+           "pairs separated by commas, for example output_0=score."),
+    Option("deploy.event-time-column", str, "",
+           "Input column with each row's event time: BIGINT epoch milliseconds, "
+           "TIMESTAMP_LTZ, or TIMESTAMP read as UTC. When set, every score row "
+           "records the seconds from its event time to the scores sink in "
+           "pyscoring_end_to_end_latency_seconds. Empty records nothing."),
+    Option("deploy.checkpoint-dir", str, "",
+           "Folder of the job's checkpoints. They are kept when the job is "
+           "cancelled or fails, so `deploy --from-savepoint` can resume from "
+           "the newest one. Empty means OUTPUT_DIR/checkpoints."),
+    Option("deploy.jobmanager", str, "",
+           "HOST:PORT of the REST endpoint of a running Flink cluster that "
+           "deploy submits the job to. Empty runs the job in a mini cluster "
+           "inside the deploy process, whose REST endpoint binds a free port "
+           "of deploy.bind-host."),
     # Training.
     Option("train.workers", int, 1, "Worker nodes.", min_value=1),
     Option("train.ps", int, 0, "Parameter-server nodes.", min_value=0),
@@ -151,6 +216,104 @@ OPTIONS: tuple[Option, ...] = (
            "Global steps between progress lines when output is not a terminal.",
            min_value=1),
     Option("train.seed", int, 42, "Random seed of initialization and shuffling."),
+    # Training on the Flink ML cluster (train.workers > 1 or train.ps > 0).
+    Option("train.checkpoint-every-seconds", int, 0,
+           "Seconds between checkpoints written by the chief, in addition to "
+           "train.checkpoint-every-steps; 0 turns the timer off.", min_value=0),
+    Option("train.export-every-steps", int, 0,
+           "Stream mode: global steps between export versions written by the chief; "
+           "0 turns this trigger off. The chief also exports when training ends.",
+           min_value=0),
+    Option("train.export-every-seconds", int, 0,
+           "Stream mode: seconds between export versions written by the chief; "
+           "0 turns this trigger off.", min_value=0),
+    Option("train.max-steps", int, 0,
+           "Global step at which stream-mode training stops and the chief writes the "
+           "final export; 0 trains until the stream ends or the job is cancelled.",
+           min_value=0),
+    Option("train.restart-attempts", int, 3,
+           "Restarts of the ML cluster (a Flink restart of every task, fixed delay) "
+           "before the training job fails with the last reason.", min_value=0),
+    Option("train.restart-delay-ms", int, 1000,
+           "Milliseconds between a cluster failure and its restart.", min_value=0),
+    Option("train.heartbeat-interval-ms", int, 1000,
+           "Milliseconds between a node's heartbeats to the application manager.",
+           min_value=10),
+    Option("train.heartbeat-timeout-ms", int, 30000,
+           "Milliseconds without a heartbeat after which the application manager "
+           "declares a node dead and restarts the cluster.", min_value=100),
+    Option("train.register-timeout-ms", int, 120000,
+           "Milliseconds the application manager waits for every node to register "
+           "before it restarts the cluster.", min_value=100),
+    Option("train.am-host", str, "127.0.0.1",
+           "Address the application manager's gRPC server binds to and announces. "
+           "Loopback by default; on a multi-host Flink cluster set an address the "
+           "task managers can reach, behind a firewall."),
+    Option("train.node-host", str, "127.0.0.1",
+           "Address a node announces in the cluster spec. TensorFlow 2.18's servers "
+           "listen on every interface whatever this says."),
+    Option("train.channel-capacity", int, 4096,
+           "Records a worker process holds from Flink at most while it trains; a "
+           "full channel blocks the Flink operator (backpressure).", min_value=1),
+    Option("train.channel-startup-capacity", int, 200000,
+           "Records a worker process holds at most before its cluster spec is "
+           "complete, so records queued ahead of the AM's address cannot block it.",
+           min_value=1),
+    Option("train.channel-frame-records", int, 256,
+           "Records per frame on the channel from the Flink operator to the node "
+           "process.", min_value=1),
+    Option("train.node-entry", str, "",
+           "Worker entry function as module:function receiving a "
+           "pyscoring.cluster.context.NodeContext; empty runs pyscoring's census "
+           "trainer (pyscoring.cluster.trainer:train_worker)."),
+    Option("train.node-threads", int, 1,
+           "TensorFlow intra-op and inter-op threads of each worker process; 0 lets "
+           "TensorFlow use every core.", min_value=0),
+    Option("train.run-dir", str, "",
+           "Folder of the cluster's logs, events.jsonl and status.json; empty means "
+           "CHECKPOINT_DIR/cluster."),
+    # The standalone Flink cluster of `pyscoring cluster`.
+    Option("cluster.dir", str, "",
+           "Folder of the standalone cluster: its config.yaml, logs, process "
+           "ids, checkpoints and savepoints. Empty means build/flink-cluster "
+           "in the project."),
+    Option("cluster.taskmanagers", int, 1,
+           "Task managers that `pyscoring cluster start` starts.", min_value=1),
+    Option("cluster.taskmanager.slots", int, 1,
+           "Task slots per task manager. Each slot's scorer shares the task "
+           "manager's cores with the others, so more slots add throughput only "
+           "where TensorFlow leaves cores idle.",
+           min_value=1),
+    Option("cluster.jobmanager.rpc-port", int, 6123,
+           "Port of the job manager's RPC endpoint, which the task managers "
+           "connect to.",
+           min_value=1),
+    Option("cluster.rest-port", int, 8081,
+           "Port of the job manager's REST API and web UI; `--jobmanager` takes "
+           "this port.",
+           min_value=1),
+    Option("cluster.blob-port", str, "0",
+           "Port or FIRST-LAST range of the job manager's blob server; 0 lets "
+           "the operating system choose."),
+    Option("cluster.taskmanager.rpc-ports", str, "0",
+           "Port or FIRST-LAST range the task managers' RPC endpoints bind; each "
+           "task manager takes a free port of the range, and 0 lets the "
+           "operating system choose."),
+    Option("cluster.jobmanager.memory-mb", int, 1024,
+           "Process memory of the job manager (jobmanager.memory.process.size), "
+           "in MiB.",
+           min_value=512),
+    Option("cluster.taskmanager.memory-mb", int, 2048,
+           "Process memory of one task manager (taskmanager.memory.process.size), "
+           "in MiB. JavaCPP's maxPhysicalBytes is set to the same size, so "
+           "TensorFlow Java raises an OutOfMemoryError before the process "
+           "outgrows its budget.",
+           min_value=1024),
+    Option("cluster.taskmanager.tensorflow-memory-mb", int, 512,
+           "Native memory of one task manager reserved for TensorFlow Java "
+           "(taskmanager.memory.task.off-heap.size), in MiB: the variables of "
+           "every model its slots load plus TensorFlow's working memory.",
+           min_value=64),
 )
 
 OPTIONS_BY_KEY: dict[str, Option] = {option.key: option for option in OPTIONS}
@@ -175,6 +338,7 @@ class Config(Mapping[str, Any]):
     def _validate(self) -> None:
         first, last = parse_port_range(self["metrics.port-range"])
         del first, last
+        _parse_row_list(self["scoring.test.fail-at-rows"])
         in_flight = self["scoring.max-in-flight"]
         batch = self["scoring.max-batch-size"]
         if in_flight and in_flight < batch:
@@ -198,6 +362,20 @@ class Config(Mapping[str, Any]):
         merged.update(overrides)
         return Config(merged)
 
+    def row_timeout_ms(self) -> int:
+        """Milliseconds the scorer lets a row wait, with 0 resolved from the batch settings."""
+        return self["scoring.async-timeout-ms"] or (
+            self["scoring.max-batch-delay-ms"] + 3 * self["scoring.batch-timeout-ms"]
+        )
+
+    def flink_async_timeout_ms(self) -> int:
+        """Flink's async timeout, after which it fails the job: past the scorer's own."""
+        return 2 * self.row_timeout_ms() + 1000
+
+    def injected_failures(self) -> list[int]:
+        """Row counts of scoring.test.fail-at-rows, in attempt order."""
+        return _parse_row_list(self["scoring.test.fail-at-rows"])
+
     def effective_in_flight(self) -> int:
         """Rows in flight per scoring subtask, with 0 resolved."""
         return self["scoring.max-in-flight"] or 2 * self["scoring.max-batch-size"]
@@ -209,6 +387,24 @@ class Config(Mapping[str, Any]):
             for option in OPTIONS
             if option.jvm
         }
+
+
+def _parse_row_list(text: str) -> list[int]:
+    rows = []
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ConfigError(
+                "scoring.test.fail-at-rows: expected positive row counts separated by "
+                f"';' such as 200;200;200, got {text!r}"
+            )
+        rows.append(value)
+    return rows
 
 
 def _format_value(value: Any) -> str:

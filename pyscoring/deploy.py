@@ -19,15 +19,21 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from pyscoring import census, manifest
+from pyscoring import census, jobs, manifest
 from pyscoring.config import Config, ConfigError
 from pyscoring.metrics import TargetsFileWriter
 
 LOG = logging.getLogger(__name__)
 
-# Dead letters keep at most this many characters of the raw row, so one huge
-# row cannot bloat the dead-letter output; the reason names the cause.
+# Dead letters keep at most this many characters of the raw row in `raw`, so
+# one huge row cannot bloat the dead-letter output; the reason of a cut row
+# ends with how many characters the row had. A line that is not valid UTF-8
+# is written with its invalid bytes as \xNN and its backslashes doubled.
 RAW_MAX_CHARS = 16384
+
+# Reason code of a parsed row whose model input column is NULL, which the
+# line parser makes of a numeric field of only "?".
+MISSING_VALUE = "MISSING_VALUE"
 
 _SQL_TYPES = {
     "int64": "BIGINT",
@@ -107,6 +113,8 @@ class DeployRequest:
     source_options: Mapping[str, str] | None = None
     sink_options: Mapping[str, str] | None = None
     config: Config = dataclasses.field(default_factory=Config)
+    # Savepoint or retained checkpoint to resume from (see pyscoring.jobs).
+    restore_path: Path | None = None
 
 
 @dataclasses.dataclass
@@ -122,6 +130,8 @@ class DeployedJob:
     targets_writer: TargetsFileWriter
     # Flink's JSON execution plan: every operator of the job.
     execution_plan: str = ""
+    # HOST:PORT of the REST endpoint of the cluster that runs the job.
+    rest_address: str = ""
 
     def __post_init__(self) -> None:
         # Completion is read from this future: once a job ends, PyFlink shuts its
@@ -187,6 +197,82 @@ def resolve_version_dir(model_dir: Path) -> Path:
     return Path(manifest.version_path(model_dir, version))
 
 
+def resolve_model(model_dir: Path, pinned_version: int = 0) -> tuple[Path, Path]:
+    """Return the path the scorer gets and the version folder it starts with.
+
+    An export directory resolves to its newest complete version, and the
+    scorer gets the export directory, so it swaps to newer versions. A
+    version folder, or `pinned_version` above 0, pins that version: the
+    scorer gets the version folder.
+    """
+    model_dir = Path(model_dir)
+    if pinned_version and not (model_dir / manifest.MANIFEST_FILE).is_file():
+        version_dir = Path(manifest.version_path(model_dir, pinned_version))
+        if not (version_dir / manifest.MANIFEST_FILE).is_file():
+            versions = manifest.list_versions(model_dir)
+            raise DeployError(
+                f"scoring.model-version={pinned_version}: {version_dir} is not a complete "
+                f"version (complete versions in {model_dir}: "
+                f"{', '.join(map(str, versions)) or 'none'}); pin one of those or set 0"
+            )
+        return version_dir, version_dir
+    version_dir = resolve_version_dir(model_dir)
+    return (version_dir if version_dir == model_dir else model_dir), version_dir
+
+
+def check_model_files(version_dir: Path, export_dir: Path | None = None) -> None:
+    """Check that a version's files resolve inside its export directory.
+
+    The version folder must resolve inside `export_dir` (default: its parent),
+    and the manifest, saved_model.pb and everything under variables/ and
+    assets/ inside the version folder, with symbolic links followed. The Java
+    scorer applies the same rule to every version it loads.
+    """
+    version_dir = Path(version_dir)
+    export_real = Path(os.path.realpath(export_dir or version_dir.absolute().parent))
+    version_real = Path(os.path.realpath(version_dir))
+    _require_inside(version_dir, version_real, export_real, "export directory")
+    for name in (manifest.MANIFEST_FILE, "saved_model.pb", "variables", "assets"):
+        entry = version_dir / name
+        if not os.path.lexists(entry):
+            continue
+        paths = [entry]
+        if entry.is_dir():
+            for root, folders, files in os.walk(entry):
+                paths.extend(Path(root) / child for child in folders + files)
+        for path in paths:
+            _require_inside(path, Path(os.path.realpath(path)), version_real, "version folder")
+
+
+def _require_inside(path: Path, real: Path, root: Path, root_kind: str) -> None:
+    if real != root and root not in real.parents:
+        raise DeployError(
+            f"{path} resolves to {real}, outside the {root_kind} {root}; pyscoring loads "
+            "only files inside the export directory, so copy the files into the version "
+            "folder instead of linking them"
+        )
+
+
+def preflight(version_dir: Path, config: Config) -> None:
+    """Load the version with TensorFlow Java in Flink's client JVM, or raise DeployError.
+
+    The check covers a corrupt SavedModel, ops that TensorFlow Java's runtime
+    lacks, the variables budget and the SavedModel's signature against the
+    manifest (see io.pyscoring.scoring.ModelCheck). Call it after
+    create_table_environment, which starts the JVM.
+    """
+    from py4j.protocol import Py4JJavaError
+    from pyflink.java_gateway import get_gateway
+
+    model_check = get_gateway().jvm.io.pyscoring.scoring.ModelCheck
+    try:
+        model_check.preflight(str(version_dir), config["scoring.jvm.max-model-bytes"])
+    except Py4JJavaError as error:
+        message = error.java_exception.getMessage()
+        raise DeployError(f"the model in {version_dir} cannot be scored: {message}") from None
+    LOG.info("Pre-flight check passed: TensorFlow Java loads %s", version_dir)
+
+
 def map_features(model: dict, input_format: InputFormat) -> list[str]:
     """Return, for each signature input in order, the input column that feeds it."""
     mapping = model.get("feature_mapping") or {}
@@ -213,6 +299,74 @@ def map_features(model: dict, input_format: InputFormat) -> list[str]:
     return columns
 
 
+def score_columns(
+    config: Config, fmt: InputFormat, outputs: list[str]
+) -> tuple[list[str], list[str]]:
+    """Return the input columns copied into score rows and the score rows' output names.
+
+    Reads deploy.pass-through and deploy.rename-outputs. Raises DeployError
+    for an unknown column or output, and when two score columns would share
+    a name.
+    """
+    spec = config["deploy.pass-through"].strip()
+    if spec == "*":
+        pass_through = [name for name in fmt.names if name != "key"]
+    else:
+        pass_through = [name.strip() for name in spec.split(",") if name.strip()]
+        unknown = [name for name in pass_through if name not in fmt.names]
+        if unknown:
+            raise DeployError(
+                f"deploy.pass-through names {', '.join(unknown)}, which the input does not "
+                f"have (its columns: {', '.join(fmt.names)}); list input columns, or * for all"
+            )
+    renames = {}
+    for item in config["deploy.rename-outputs"].split(","):
+        if not item.strip():
+            continue
+        old, sep, new = (part.strip() for part in item.partition("="))
+        if not sep or not old or not new:
+            raise DeployError(
+                f"deploy.rename-outputs: invalid item {item.strip()!r}; expected "
+                "OUTPUT=NAME such as output_0=score"
+            )
+        if old not in outputs:
+            raise DeployError(
+                f"deploy.rename-outputs renames {old!r}, which is not a model output "
+                f"(the outputs: {', '.join(outputs)})"
+            )
+        renames[old] = new
+    output_names = [renames.get(name, name) for name in outputs]
+    seen = set()
+    for name in ["key", *pass_through, *output_names, "model_version"]:
+        if name in seen:
+            raise DeployError(
+                f"the score rows would have two columns named {name!r}; rename the output "
+                "with --rename OUTPUT=NAME or leave the input column out of --pass-through"
+            )
+        seen.add(name)
+    return pass_through, output_names
+
+
+def event_time_column(config: Config, fmt: InputFormat) -> str | None:
+    """Return the input column of deploy.event-time-column, or None when it is unset."""
+    column = config["deploy.event-time-column"].strip()
+    if not column:
+        return None
+    types = dict(fmt.columns)
+    if column not in types:
+        raise DeployError(
+            f"deploy.event-time-column names {column!r}, which the input does not have "
+            f"(its columns: {', '.join(fmt.names)})"
+        )
+    sql_type = types[column].upper()
+    if sql_type != "BIGINT" and not sql_type.startswith("TIMESTAMP"):
+        raise DeployError(
+            f"deploy.event-time-column {column!r} is {sql_type}; declare it as BIGINT "
+            "(epoch milliseconds), TIMESTAMP_LTZ or TIMESTAMP"
+        )
+    return column
+
+
 def build_statements(
     request: DeployRequest, version_dir: Path, model: dict
 ) -> tuple[list[str], str, list[str]]:
@@ -229,6 +383,8 @@ def build_statements(
         else f"ARRAY<{_SQL_TYPES[tensor['dtype']]}>"
         for tensor in model["signature"]["outputs"]
     ]
+    pass_through, output_names = score_columns(request.config, fmt, outputs)
+    event_time = event_time_column(request.config, fmt)
 
     ddl = []
     if request.source_options:
@@ -239,11 +395,12 @@ def build_statements(
             f"WITH ({_with_clause(request.source_options)})"
         )
         key_column = "key" if "key" in fmt.names else fmt.names[0]
+        # A `key` input column becomes the view's `key`, so it is not selected twice.
         ddl.append(
             "CREATE TEMPORARY VIEW pyscoring_parsed AS SELECT "
             f"CAST('table' AS STRING) AS source, CAST(`{key_column}` AS STRING) AS `key`, "
             "CAST(NULL AS STRING) AS line, "
-            + ", ".join(f"`{name}`" for name in fmt.names)
+            + ", ".join(f"`{name}`" for name in fmt.names if name != "key")
             + ", CAST(NULL AS STRING) AS error_code, CAST(NULL AS STRING) AS error "
             "FROM pyscoring_source"
         )
@@ -261,28 +418,38 @@ def build_statements(
         }
         ddl.append(
             "CREATE TEMPORARY TABLE pyscoring_source (source STRING, line_number BIGINT, "
-            f"`key` STRING, line STRING) WITH ({_with_clause(source)})"
+            f"`key` STRING, line STRING, line_bytes BYTES) WITH ({_with_clause(source)})"
         )
         where = ""
         if fmt.comment_prefix:
             where = f" WHERE s.line IS NULL OR s.line NOT LIKE {_quote(fmt.comment_prefix + '%')}"
         aliases = ", ".join(f"`{name}`" for name in fmt.names)
+        # `line` of a line that is not valid UTF-8 is NULL; its escaped bytes
+        # take its place, so the dead letter's raw column shows them.
         ddl.append(
-            "CREATE TEMPORARY VIEW pyscoring_parsed AS SELECT s.source, s.`key`, s.line, "
+            "CREATE TEMPORARY VIEW pyscoring_parsed AS SELECT s.source, s.`key`, "
+            "COALESCE(s.line, pyscoring_escape_bytes(s.line_bytes)) AS line, "
             + ", ".join(f"p.`{name}`" for name in fmt.names)
             + ", p.error_code, p.error FROM pyscoring_source AS s, "
             f"LATERAL TABLE(pyscoring_parse(s.line, {_quote(fmt.schema_literal())}, "
-            f"{_quote(fmt.delimiter)})) AS p({aliases}, error_code, error)" + where
+            f"{_quote(fmt.delimiter)}, s.line_bytes)) AS p({aliases}, error_code, error)" + where
         )
 
+    ddl.append(_checked_view(fmt, model, feature_columns))
     ddl.append(
-        "CREATE TEMPORARY VIEW pyscoring_valid AS SELECT * FROM pyscoring_parsed "
+        "CREATE TEMPORARY VIEW pyscoring_valid AS SELECT * FROM pyscoring_checked "
         "WHERE error_code IS NULL"
     )
     score_aliases = [f"out_{index}" for index in range(len(outputs))]
     arguments = ", ".join(f"v.`{column}`" for column in feature_columns)
+    # Input columns travel under positional aliases, so that no input column
+    # name can clash with the view's own columns.
+    carried = [(f"in_{index}", column) for index, column in enumerate(pass_through)]
+    if event_time:
+        carried.append(("event_time", event_time))
     scoring_query = (
         "SELECT v.source, v.`key`, v.line, "
+        + "".join(f"v.`{column}` AS {alias}, " for alias, column in carried)
         + ", ".join(f"r.{alias}" for alias in score_aliases)
         + ", r.model_version, r.score_error_code, r.score_error FROM pyscoring_valid AS v, "
         f"LATERAL TABLE(pyscoring_predict({_quote(str(version_dir))}, {arguments})) AS r("
@@ -293,11 +460,12 @@ def build_statements(
     output_dir = Path(request.output_dir).resolve()
     scores_columns = ", ".join(
         ["`key` STRING"]
-        + [f"`{name}` {sql_type}" for name, sql_type in zip(outputs, output_types)]
+        + [f"`{name}` {dict(fmt.columns)[name]}" for name in pass_through]
+        + [f"`{name}` {sql_type}" for name, sql_type in zip(output_names, output_types)]
         + ["model_version BIGINT"]
     )
     dead_columns = "`source` STRING, `key` STRING, `reason_code` STRING, `reason` STRING, `raw` STRING"
-    sink = request.sink_options
+    sink = complete_kafka_sink_options(request.sink_options, request.config)
     if sink and "connector" not in sink:
         raise DeployError(
             "--sink-option replaces the whole scores table, so it needs connector=...; "
@@ -309,24 +477,102 @@ def build_statements(
     dead_options = file_sink_options(output_dir / "dead-letters", request.config)
     if sink and sink.get("connector") != "filesystem":
         dead_options = dict(sink)
-        for key in ("topic", "table-name", "path"):
+        # Two exactly-once Kafka sinks with one transactional-id prefix would
+        # fence each other's transactions, so the dead letters get their own.
+        for key in ("topic", "table-name", "path", "sink.transactional-id-prefix"):
             if key in dead_options:
                 dead_options[key] = f"{dead_options[key]}-dead-letters"
     ddl.append(f"CREATE TEMPORARY TABLE pyscoring_scores ({scores_columns}) WITH ({_with_clause(scores_options)})")
     ddl.append(f"CREATE TEMPORARY TABLE pyscoring_dead_letters ({dead_columns}) WITH ({_with_clause(dead_options)})")
 
+    model_name = _quote(model["model_name"])
     raw = f"SUBSTRING(line, 1, {RAW_MAX_CHARS})"
+
+    def reason(column: str) -> str:
+        return (
+            f"CASE WHEN CHAR_LENGTH(line) > {RAW_MAX_CHARS} THEN CONCAT({column}, "
+            f"' (raw holds the first {RAW_MAX_CHARS} of ', CAST(CHAR_LENGTH(line) AS STRING), "
+            f"' characters)') ELSE {column} END"
+        )
+
+    # The latency function returns model_version unchanged; it records each
+    # row's end-to-end latency as the row reaches the scores sink.
+    version_column = "model_version"
+    if event_time:
+        version_column = (
+            f"pyscoring_end_to_end_latency(event_time, {_quote(model['model_name'])}, "
+            "model_version)"
+        )
     inserts = [
         "INSERT INTO pyscoring_scores SELECT `key`, "
-        + ", ".join(f"{alias} AS `{name}`" for alias, name in zip(score_aliases, outputs))
-        + ", model_version FROM pyscoring_scored WHERE score_error_code IS NULL",
+        + "".join(f"in_{index} AS `{name}`, " for index, name in enumerate(pass_through))
+        + ", ".join(f"{alias} AS `{name}`" for alias, name in zip(score_aliases, output_names))
+        + f", {version_column} FROM pyscoring_scored WHERE score_error_code IS NULL",
         "INSERT INTO pyscoring_dead_letters "
-        f"SELECT source, `key`, error_code, error, {raw} FROM pyscoring_parsed "
+        f"SELECT source, `key`, pyscoring_count_dead_letter({model_name}, 'jvm', error_code, "
+        f"CAST(NULL AS BIGINT)), {reason('error')}, {raw} FROM pyscoring_checked "
         "WHERE error_code IS NOT NULL "
-        f"UNION ALL SELECT source, `key`, score_error_code, score_error, {raw} "
+        f"UNION ALL SELECT source, `key`, pyscoring_count_dead_letter({model_name}, 'jvm', "
+        f"score_error_code, model_version), {reason('score_error')}, {raw} "
         "FROM pyscoring_scored WHERE score_error_code IS NOT NULL",
     ]
     return ddl, scoring_query, inserts
+
+
+def complete_kafka_sink_options(
+    options: Mapping[str, str] | None, config: Config
+) -> dict[str, str] | None:
+    """Return sink options with what an exactly-once Kafka sink needs checked and filled in.
+
+    Options of other connectors, and of Kafka sinks with another delivery
+    guarantee, come back unchanged. An exactly-once Kafka sink must name
+    sink.transactional-id-prefix, and gets properties.transaction.timeout.ms
+    from deploy.kafka.transaction-timeout-ms when it leaves the timeout out:
+    the connector's own default of one hour exceeds the broker's default
+    transaction.max.timeout.ms of 15 minutes, and the producer then fails to start.
+    """
+    if not options:
+        return None
+    options = dict(options)
+    if options.get("connector") not in ("kafka", "upsert-kafka"):
+        return options
+    if options.get("sink.delivery-guarantee", "").lower() != "exactly-once":
+        return options
+    if not options.get("sink.transactional-id-prefix"):
+        raise DeployError(
+            "an exactly-once Kafka sink needs a transactional-id prefix that no other job "
+            "on the Kafka cluster uses; add --sink-option sink.transactional-id-prefix=NAME"
+        )
+    if "properties.transaction.timeout.ms" not in options:
+        timeout_ms = config["deploy.kafka.transaction-timeout-ms"]
+        options["properties.transaction.timeout.ms"] = str(timeout_ms)
+        LOG.info("Setting properties.transaction.timeout.ms=%d on the exactly-once Kafka sink "
+                 "(deploy.kafka.transaction-timeout-ms)", timeout_ms)
+    return options
+
+
+def _checked_view(fmt: InputFormat, model: dict, feature_columns: list[str]) -> str:
+    """Return the view `pyscoring_checked`: parsed rows with NULL model inputs rejected.
+
+    A row whose column for a model input is NULL gets the reason code
+    MISSING_VALUE, because the scorer needs a value for every input. The
+    first such column names the row's reason.
+    """
+    codes = ["WHEN error_code IS NOT NULL THEN error_code"]
+    reasons = ["WHEN error_code IS NOT NULL THEN error"]
+    for tensor, column in zip(model["signature"]["inputs"], feature_columns):
+        codes.append(f"WHEN `{column}` IS NULL THEN '{MISSING_VALUE}'")
+        reason = (
+            f"column '{column}' has no value ('?' in a numeric field, or NULL), and the "
+            f"model input '{tensor['name']}' needs one; fill in the value or drop the row"
+        )
+        reasons.append(f"WHEN `{column}` IS NULL THEN {_quote(reason)}")
+    columns = ", ".join(f"`{name}`" for name in fmt.names if name != "key")
+    return (
+        f"CREATE TEMPORARY VIEW pyscoring_checked AS SELECT source, `key`, line, {columns}, "
+        f"CASE {' '.join(codes)} END AS error_code, "
+        f"CASE {' '.join(reasons)} END AS error FROM pyscoring_parsed"
+    )
 
 
 def file_sink_options(path: Path, config: Config) -> dict[str, str]:
@@ -350,6 +596,9 @@ def file_sink_options(path: Path, config: Config) -> dict[str, str]:
 def _job_parameters(config: Config, targets_file: Path) -> str:
     parameters = config.jvm_job_parameters()
     parameters["metrics.targets-file"] = str(targets_file)
+    # Flink cannot parse an empty map value; an absent key gives the Java
+    # side its default, which equals the Python default.
+    parameters = {key: value for key, value in parameters.items() if value != ""}
     for key, value in parameters.items():
         if "," in value or ":" in key:
             raise ConfigError(f"{key}: the value {value!r} must not contain a comma")
@@ -358,6 +607,10 @@ def _job_parameters(config: Config, targets_file: Path) -> str:
 
 def flink_settings(config: Config, job_name: str, targets_file: Path) -> dict[str, str]:
     """Return the Flink configuration of a scoring job."""
+    bind_host = config["deploy.bind-host"]
+    # Injected test failures get restarts of their own, so they do not use up
+    # the budget for real failures.
+    restart_attempts = config["deploy.restart-attempts"] + len(config.injected_failures())
     return {
         "pipeline.name": job_name,
         "parallelism.default": str(config["deploy.parallelism"]),
@@ -365,13 +618,25 @@ def flink_settings(config: Config, job_name: str, targets_file: Path) -> dict[st
         "execution.checkpointing.interval": f"{config['deploy.checkpoint-interval-ms']} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
         "restart-strategy.type": "fixed-delay",
-        "restart-strategy.fixed-delay.attempts": str(config["deploy.restart-attempts"]),
+        "restart-strategy.fixed-delay.attempts": str(restart_attempts),
         "restart-strategy.fixed-delay.delay": "1 s",
         # The async operator caps rows in flight per subtask, which also caps the
         # batch size: 10 by default, so it must follow the batch settings.
         "table.exec.async-table.max-concurrent-operations": str(config.effective_in_flight()),
-        "table.exec.async-table.timeout": f"{config['scoring.async-timeout-ms']} ms",
+        # Flink fails the job when a row outlives this timeout, so it is set past
+        # the scorer's own row timeout, which turns a late row into a dead letter.
+        "table.exec.async-table.timeout": f"{config.flink_async_timeout_ms()} ms",
+        # Flink 2.3 retries a row whose future failed (3 times by default). The
+        # scorer turns every row error into an error row, so a failed future is
+        # an injected test failure or a fatal error, which must fail the task.
+        "table.exec.async-table.retry-strategy": "NO_RETRY",
         "pipeline.global-job-parameters": _job_parameters(config, targets_file),
+        "jobmanager.bind-host": bind_host,
+        "jobmanager.rpc.address": bind_host,
+        "taskmanager.bind-host": bind_host,
+        "taskmanager.host": bind_host,
+        "rest.bind-address": bind_host,
+        "rest.address": bind_host,
     }
 
 
@@ -388,6 +653,16 @@ def create_table_environment(settings: Mapping[str, str]):
     for key, value in settings.items():
         configuration.set_string(key, value)
     execution = StreamExecutionEnvironment.get_execution_environment(configuration)
+    target = settings.get("execution.target")
+    if target and target != "local":
+        # Outside `flink run`, Flink 2.3 builds a LocalStreamEnvironment, which
+        # overwrites execution.target with "local". The executor is chosen from
+        # the environment's configuration at submission, so it is set again here.
+        from pyflink.util.java_utils import get_j_env_configuration
+
+        get_j_env_configuration(execution._j_stream_execution_environment).setString(
+            "execution.target", target
+        )
     environment = StreamTableEnvironment.create(execution)
     for key, value in settings.items():
         environment.get_config().set(key, value)
@@ -396,6 +671,15 @@ def create_table_environment(settings: Mapping[str, str]):
     )
     environment.create_java_temporary_function(
         "pyscoring_predict", "io.pyscoring.scoring.PredictFunction"
+    )
+    environment.create_java_temporary_function(
+        "pyscoring_end_to_end_latency", "io.pyscoring.metrics.EndToEndLatencyFunction"
+    )
+    environment.create_java_temporary_function(
+        "pyscoring_escape_bytes", "io.pyscoring.parse.EscapeBytesFunction"
+    )
+    environment.create_java_temporary_function(
+        "pyscoring_count_dead_letter", "io.pyscoring.parse.CountDeadLetterFunction"
     )
     return environment
 
@@ -417,9 +701,19 @@ def register_scored_view(environment, scoring_query: str) -> None:
 
 
 def deploy(request: DeployRequest) -> DeployedJob:
-    """Submit the scoring job and return at once; see DeployedJob.wait()."""
-    version_dir = resolve_version_dir(request.model_dir)
-    model = manifest.read_manifest(version_dir)
+    """Submit the scoring job and return at once; see DeployedJob.wait().
+
+    Raises DeployError before anything is submitted when the model cannot be
+    scored: a missing directory, a manifest or SavedModel that does not load,
+    files outside the export directory, ops TensorFlow Java lacks, or a
+    signature that the input columns do not match.
+    """
+    model_path, version_dir = resolve_model(request.model_dir, request.config["scoring.model-version"])
+    try:
+        model = manifest.read_manifest(version_dir)
+    except manifest.ManifestError as error:
+        raise DeployError(f"{error}; re-export the model") from None
+    check_model_files(version_dir, None if model_path == version_dir else model_path)
     path = request.config["scoring.path"]
     if path == "ps":
         raise DeployError(
@@ -443,9 +737,19 @@ def deploy(request: DeployRequest) -> DeployedJob:
     output_dir = Path(request.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     targets_file = Path(request.config["metrics.targets-file"] or output_dir / "prometheus-targets.json")
-    ddl, scoring_query, inserts = build_statements(request, version_dir.resolve(), model)
+    ddl, scoring_query, inserts = build_statements(request, model_path.resolve(), model)
     job_name = f"pyscoring-deploy {model['model_name']} v{model['version']}"
-    environment = create_table_environment(flink_settings(request.config, job_name, targets_file))
+    placement = jobs.place_job(
+        request.config["deploy.jobmanager"],
+        output_dir,
+        jobs.checkpoint_dir_of(request.config, output_dir),
+        request.restore_path,
+        request.config["deploy.bind-host"],
+    )
+    settings = flink_settings(request.config, job_name, targets_file)
+    settings.update(placement.settings)
+    environment = create_table_environment(settings)
+    preflight(version_dir.resolve(), request.config)
     for statement in ddl:
         LOG.debug("SQL: %s", statement)
         environment.execute_sql(statement)
@@ -460,7 +764,16 @@ def deploy(request: DeployRequest) -> DeployedJob:
     job_id = str(table_result.get_job_client().get_job_id())
     writer = TargetsFileWriter(targets_file, labels={"job": "pyscoring", "model": model["model_name"]})
     writer.start()
-    LOG.info("Submitted job %s (%s) to the embedded Flink mini cluster", job_id, job_name)
+    LOG.info("Submitted job %s (%s) to %s", job_id, job_name, placement.describe())
+    jobs.write_job_record(output_dir, {
+        "job_id": job_id,
+        "job_name": job_name,
+        "rest_address": placement.rest_address,
+        "embedded": placement.embedded,
+        "checkpoint_dir": str(placement.checkpoint_dir),
+        "restored_from": str(placement.restore_path) if placement.restore_path else None,
+        "parallelism": request.config["deploy.parallelism"],
+    })
     return DeployedJob(
         job_id=job_id,
         version_dir=version_dir,
@@ -470,6 +783,7 @@ def deploy(request: DeployRequest) -> DeployedJob:
         table_result=table_result,
         targets_writer=writer,
         execution_plan=execution_plan,
+        rest_address=placement.rest_address,
     )
 
 

@@ -53,7 +53,7 @@ def test_statements_route_scores_and_dead_letters(tmp_path):
     ddl, scoring_query, inserts = deploy.build_statements(request, Path("/models/m/3"), MODEL)
     sql = "\n".join(ddl)
     assert "'connector' = 'pyscoring-lines'" in sql
-    assert "pyscoring_parse(s.line, '`age_years` BIGINT, `job` STRING', ',')" in sql
+    assert "pyscoring_parse(s.line, '`age_years` BIGINT, `job` STRING', ',', s.line_bytes)" in sql
     assert "pyscoring_predict('/models/m/3', v.`age_years`, v.`job`)" in scoring_query
     assert "`pair` ARRAY<FLOAT>" in sql
     assert inserts[0].startswith("INSERT INTO pyscoring_scores")
