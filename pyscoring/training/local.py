@@ -61,14 +61,19 @@ class LoopResult(NamedTuple):
     examples: int
 
 
+def is_local_topology(config: Config) -> bool:
+    """Return True for 1 worker and 0 parameter servers, which train in this process."""
+    return config["train.workers"] == 1 and config["train.ps"] == 0
+
+
 def validate_topology(config: Config) -> None:
-    """Raise ConfigError unless train.workers is 1 and train.ps is 0."""
+    """Raise ConfigError unless train.workers is 1 and train.ps is 0, as `train` here needs."""
     workers, ps = config["train.workers"], config["train.ps"]
-    if workers != 1 or ps != 0:
+    if not is_local_topology(config):
         raise ConfigError(
             f"train.workers={workers} and train.ps={ps} request multi-node "
-            "training, which runs through the Flink ML cluster, and this build "
-            "does not provide that cluster yet; set train.workers=1 and train.ps=0"
+            "training, which this in-process trainer does not run; call "
+            "pyscoring.training.train, which runs it on the Flink ML cluster"
         )
 
 

@@ -11,14 +11,25 @@ from pyscoring.training import local, train
 @pytest.mark.parametrize(
     "overrides", [{"train.workers": 2}, {"train.ps": 1}, {"train.workers": 3, "train.ps": 2}]
 )
-def test_train_rejects_multi_node(overrides, tmp_path):
+def test_local_trainer_rejects_multi_node(overrides):
     with pytest.raises(ConfigError, match="Flink ML cluster") as caught:
+        local.validate_topology(Config(overrides))
+    assert "pyscoring.training.train" in str(caught.value)
+
+
+def test_train_rejects_workers_without_ps(tmp_path):
+    with pytest.raises(ConfigError, match="set train.ps to 1 or more"):
         train(
-            Config(overrides), tmp_path / "missing.data", tmp_path / "missing.test",
+            Config({"train.workers": 2}), tmp_path / "missing.data", tmp_path / "missing.test",
             tmp_path / "exports", tmp_path / "checkpoints",
         )
-    assert "train.workers=1 and train.ps=0" in str(caught.value)
     assert not (tmp_path / "exports").exists()
+
+
+def test_is_local_topology():
+    assert local.is_local_topology(Config())
+    assert not local.is_local_topology(Config({"train.ps": 1}))
+    assert not local.is_local_topology(Config({"train.workers": 2, "train.ps": 1}))
 
 
 def test_validate_topology_accepts_defaults():
