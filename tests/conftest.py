@@ -217,7 +217,7 @@ def census_export_2w2ps() -> ClusterCensusExport:
 
     Cached like `census_export`, in build/test-cache/2w2ps-<key>/, with the
     ML-cluster sources in the key. The first run trains on the Flink mini
-    cluster in a subprocess, which took about 100 s on a 2-core machine.
+    cluster in a subprocess, which took about 90 s on a busy 2-core machine.
     The run folder (checkpoints/cluster/) contains the node logs and events.
     """
     config = Config(CENSUS_2W2PS_OVERRIDES)

@@ -274,11 +274,48 @@ def read_result(run: ClusterRun, run_id: str) -> dict[str, Any] | None:
     return result if result.get("run_id") == run_id else None
 
 
+class _DriverLogging:
+    """Keep this process's log handlers for pyscoring's loggers while a job runs.
+
+    In a local mini cluster PyFlink runs the Python operators in this process
+    ("loopback mode") and replaces the root logger's handlers with one that
+    forwards records to the Flink log. While the job runs, the "pyscoring"
+    logger gets the handlers the root logger had before, so progress lines
+    and errors still reach the console. `restore` puts the root logger back.
+    """
+
+    def __init__(self):
+        root = logging.getLogger()
+        self._root_handlers = list(root.handlers)
+        self._root_level = root.level
+        self._package = logging.getLogger("pyscoring")
+        self._package_propagate = self._package.propagate
+        self._package_level = self._package.level
+        self._added = [handler for handler in self._root_handlers
+                       if handler not in self._package.handlers]
+        for handler in self._added:
+            self._package.addHandler(handler)
+        self._package.propagate = False
+        if self._package.level == logging.NOTSET:
+            self._package.setLevel(self._root_level)
+
+    def restore(self) -> None:
+        for handler in self._added:
+            self._package.removeHandler(handler)
+        self._package.propagate = self._package_propagate
+        self._package.setLevel(self._package_level)
+        root = logging.getLogger()
+        root.handlers = self._root_handlers
+        root.setLevel(self._root_level)
+
+
 class TrainingJob:
     """A submitted training job: `wait` for its result or `cancel` it."""
 
-    def __init__(self, run: ClusterRun, job_client, job_name: str, run_id: str):
+    def __init__(self, run: ClusterRun, job_client, job_name: str, run_id: str,
+                 driver_logging: _DriverLogging | None = None):
         self.run = run
+        self._driver_logging = driver_logging
         self.job_name = job_name
         self.job_id = str(job_client.get_job_id())
         self._client = job_client
@@ -331,6 +368,8 @@ class TrainingJob:
             raise
         finally:
             self._watcher.close()
+            if self._driver_logging is not None:
+                self._driver_logging.restore()
         if result is None:
             raise ClusterTrainingError(
                 f"training job {self.job_name} ended ({status}) without a final result; "
@@ -360,8 +399,13 @@ def submit_job(run: ClusterRun, build_records: Callable, keyed_records: bool) ->
     stream = build_job(env, run, records, keyed_records, run_id)
     stream.sink_to(Sink(DISCARDING_SINK)).name("discard")
     logger.info("Submitting %s; cluster logs and events in %s", job_name, run.run_dir)
-    job_client = env.execute_async(job_name)
-    return TrainingJob(run, job_client, job_name, run_id)
+    driver_logging = _DriverLogging()
+    try:
+        job_client = env.execute_async(job_name)
+    except BaseException:
+        driver_logging.restore()
+        raise
+    return TrainingJob(run, job_client, job_name, run_id, driver_logging)
 
 
 def run_job(run: ClusterRun, build_records: Callable, keyed_records: bool) -> dict[str, Any]:

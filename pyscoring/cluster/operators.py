@@ -7,10 +7,9 @@ finished. The role operators' outputs use the same form.
 
 The AM function gets two elements. On the first it starts the AM and emits
 its address. The second one arrives `AM_HOLD_DELAY_S` seconds later (see
-`job.py`), after the first bundle has been flushed, and the function blocks
-on it until the cluster finishes, so the AM task, and with it the
-broadcast stream that keeps the role tasks running, lives as long as the
-cluster. A failing cluster makes the function raise, which fails the task
+`job.py`), after the first bundle has been flushed. The function blocks on
+it until the cluster finishes. So the AM task lives as long as the cluster,
+and with it the broadcast stream that keeps the role tasks running. A failing cluster makes the function raise, which fails the task
 and lets Flink restart every task (failover strategy "full").
 """
 
@@ -28,23 +27,32 @@ logger = logging.getLogger(__name__)
 
 LOG_FILE = "flink-python.log"
 _logging_lock = threading.Lock()
-_logging_configured: set[str] = set()
+_log_handler: logging.FileHandler | None = None
 
 
 def configure_logging(run_dir: str) -> None:
-    """Send pyscoring's log records of this Flink Python process to RUN_DIR/flink-python.log."""
+    """Send pyscoring's log records of this Flink Python process to RUN_DIR/flink-python.log.
+
+    A process keeps one such file at a time: the file of an earlier run is
+    closed when a run with another folder starts.
+    """
+    global _log_handler
     path = os.path.join(run_dir, LOG_FILE)
     with _logging_lock:
-        if path in _logging_configured:
+        if _log_handler is not None and _log_handler.baseFilename == os.path.abspath(path):
             return
         os.makedirs(run_dir, exist_ok=True)
         handler = logging.FileHandler(path, encoding="utf-8")
         handler.setFormatter(logging.Formatter(
             "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"))
-        root = logging.getLogger("pyscoring")
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
-        _logging_configured.add(path)
+        package = logging.getLogger("pyscoring")
+        if _log_handler is not None:
+            package.removeHandler(_log_handler)
+            _log_handler.close()
+        package.addHandler(handler)
+        if package.level == logging.NOTSET or package.level > logging.INFO:
+            package.setLevel(logging.INFO)
+        _log_handler = handler
 
 
 def message(kind: str, **fields: Any) -> str:
@@ -94,7 +102,10 @@ class ApplicationManagerFunction(FlatMapFunction):
             yield message("am", address=address, version=self._version)
             return
         if self._am is None:
-            raise RuntimeError("the AM received its hold element before its start element")
+            raise RuntimeError(
+                "the AM received its hold element before its start element, so Flink "
+                "restarts the job; if this repeats, the machine is too loaded for "
+                "job.AM_HOLD_DELAY_S")
         try:
             result = self._am.wait()
         finally:

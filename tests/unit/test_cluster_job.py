@@ -1,4 +1,6 @@
 import json
+import logging
+import time
 
 from pyscoring.cluster import job
 from pyscoring.config import Config
@@ -43,3 +45,33 @@ def test_read_result_checks_run_id(tmp_path):
 
     assert job.read_result(run, "new") is None
     assert job.read_result(run, "old")["version"] == 0
+
+
+def test_status_watcher_logs_progress(tmp_path, caplog):
+    from pyscoring.training import local
+
+    run = job.prepare_run(Config({"train.log-every-steps": 10}), tmp_path / "checkpoints",
+                          tmp_path / "exports", None, params=None, mode=job.MODE_BOUNDED,
+                          shares=[1], last_step=40)
+    status_path = tmp_path / "checkpoints" / "cluster" / "status.json"
+    watcher = job._StatusWatcher(run, interval_s=0.05)
+    with caplog.at_level(logging.INFO, logger=local.logger.name):
+        watcher.start()
+        for step in (5, 12, 25):
+            status_path.write_text(json.dumps({"version": 0, "state": "running",
+                                               "global_step": step, "loss": 0.5,
+                                               "examples": step * 100, "time": 0}))
+            deadline = time.monotonic() + 5
+            while not any(f"step {step}/40" in record.getMessage()
+                          for record in caplog.records) and step != 5:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            time.sleep(0.2)
+        watcher.close()
+
+    lines = [record.getMessage() for record in caplog.records
+             if record.getMessage().startswith("Training step")]
+    assert len(lines) == 2
+    assert lines[0].startswith("Training step 12/40 ")
+    assert lines[1].startswith("Training step 25/40 ")
+    assert "examples/s" in lines[1]
