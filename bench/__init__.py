@@ -1,0 +1,1 @@
+"""Scoring benchmarks: `make bench` runs `python -m bench.run` and writes docs/benchmarks.md."""
