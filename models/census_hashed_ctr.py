@@ -11,7 +11,7 @@ one-column table.
 
 Both tables come from `tf.compat.v1.get_variable` with a
 `fixed_size_partitioner` of `ModelParams.num_shards` slices, so each
-parameter server holds one contiguous slice of rows. The graph needs no
+parameter server stores one contiguous slice of rows. The graph needs no
 table initializer: ids are hashes of strings. The serving signature takes
 the raw census columns, like `census_wide_deep`.
 """

@@ -1,10 +1,10 @@
 """`make demo`: train on census data, export, score adult.test in the JVM, report.
 
-Steps: train the wide-and-deep census model on data/adult/adult.data (in a
-child process, because this process hosts Flink's JVM with TensorFlow Java
-and two TensorFlow runtimes must not share a process), deploy the scorer
-over every row of data/adult/adult.test, then print ROC AUC and accuracy of
-the streamed scores and latency quantiles from the scraped histogram.
+Training on data/adult/adult.data runs in a child process, because this
+process hosts Flink's JVM with TensorFlow Java and two TensorFlow runtimes
+must not share a process. The scorer then streams every row of
+data/adult/adult.test. Last, the demo prints ROC AUC and accuracy of the
+streamed scores and latency quantiles from the scraped histogram.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ LOG = logging.getLogger(__name__)
 LATENCY_METRIC = "pyscoring_prediction_latency_seconds"
 
 # The same label names and bucket bounds as io.pyscoring.metrics.ScoringMetrics
-# in the JVM, so one dashboard serves both scoring paths; a test scrapes both
+# in the JVM, so one dashboard serves both scoring paths. A test scrapes both
 # and compares them.
 LABELS = ("model", "version", "path")
 LATENCY_BUCKETS_SECONDS = (

@@ -17,7 +17,7 @@ class FlinkSetupError(RuntimeError):
 
 
 def flink_home() -> Path:
-    """The PyFlink wheel's folder, which holds Flink's bin/, conf/, lib/ and opt/."""
+    """The PyFlink wheel's folder, which contains Flink's bin/, conf/, lib/ and opt/."""
     import pyflink  # stdlib-only import; starts no JVM
 
     return Path(pyflink.__file__).resolve().parent

@@ -76,7 +76,7 @@ def jvm_census_run(census_export, tmp_path_factory) -> ScoringRun:
     predictions_before = _predictions(earlier_target, labels) if earlier_target else 0.0
 
     # A rate limit keeps the job running for several seconds, so the scrape
-    # below sees a live job.
+    # below reaches a live job.
     config = Config({"source.rows-per-second": 4000, "deploy.checkpoint-interval-ms": 1000})
     job = deploy.deploy(deploy.DeployRequest(
         model_dir=census_export.export_dir, output_dir=output_dir, input_path=input_dir,

@@ -12,7 +12,7 @@ import org.apache.flink.table.types.DataType;
  */
 public record TensorSpec(String name, TensorType type, int width) implements Serializable {
 
-    /** The Flink SQL type of one row's value: a scalar, or an array for shape [-1, k]. */
+    /** Returns the Flink SQL type of one row's value: a scalar, or an array for shape [-1, k]. */
     public DataType sqlType() {
         return width == 0 ? type.sqlType() : DataTypes.ARRAY(type.sqlType());
     }

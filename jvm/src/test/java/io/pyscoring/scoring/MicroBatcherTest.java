@@ -103,7 +103,10 @@ class MicroBatcherTest {
             }
             int total = handler.sizes.stream().mapToInt(Integer::intValue).sum();
             assertEquals(1000, total);
-            assertTrue(handler.sizes.stream().allMatch(size -> size >= 1 && size <= 7));
+            for (int size : handler.sizes) {
+                assertTrue(size >= 1, "empty batch");
+                assertTrue(size <= 7, "batch of " + size + " rows exceeds the maximum of 7");
+            }
         }
     }
 
