@@ -1,0 +1,1 @@
+"""Scoring on the PS path: Python worker nodes that read their variables from parameter servers."""
