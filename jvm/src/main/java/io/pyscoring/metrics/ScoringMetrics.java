@@ -194,6 +194,11 @@ public final class ScoringMetrics {
         return server.getPort();
     }
 
+    /** Returns the registry that the endpoint serves, for metrics declared outside this class. */
+    public PrometheusRegistry registry() {
+        return registry;
+    }
+
     /** Returns the endpoint's port, or -1 when no endpoint runs. */
     public synchronized int port() {
         return server == null ? -1 : server.getPort();

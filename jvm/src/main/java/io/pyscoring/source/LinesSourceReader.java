@@ -4,6 +4,7 @@ import org.apache.flink.api.connector.source.ReaderOutput;
 import org.apache.flink.api.connector.source.SourceReader;
 import org.apache.flink.api.connector.source.SourceReaderContext;
 import org.apache.flink.core.fs.FSDataInputStream;
+import org.apache.flink.core.fs.FileStatus;
 import org.apache.flink.core.fs.FileSystem;
 import org.apache.flink.core.fs.Path;
 import org.apache.flink.core.io.InputStatus;
@@ -24,7 +25,9 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -41,6 +44,13 @@ import java.util.concurrent.CompletableFuture;
  * and a later stage can route such rows to the dead letters by key. A reader created with {@code
  * emitLineBytes} appends the fifth column {@code line_bytes BYTES}: the undecoded bytes of such a
  * line, and NULL for every line that {@code line} holds.
+ *
+ * <p>Backlog: the reader reports FLIP-33's {@code pendingBytes} through {@link
+ * org.apache.flink.metrics.groups.SourceReaderMetricGroup#setPendingBytesGauge}: the bytes not yet
+ * emitted of the splits assigned to this reader, taken from each file's length when the split is
+ * added and when it is opened. Files that the enumerator has not assigned yet are not counted, and
+ * the line count of a file is unknown before it is read, so no {@code pendingRecords} gauge is set.
+ * The value reaches 0 once the last assigned line is emitted.
  *
  * <p>Flink calls every method from the task thread (the mailbox thread of the source task). The
  * reader reads files in that thread with blocking I/O, one line per {@link #pollNext} call, which
@@ -72,6 +82,13 @@ final class LinesSourceReader implements SourceReader<RowData, LinesSplit> {
     private LineReader lineReader;
     private long currentLineNumber;
 
+    // Remaining bytes of each split in pendingSplits, by split id, and their sum.
+    private final Map<String, Long> queuedBytesBySplit = new HashMap<>();
+    private long queuedBytes;
+    private long currentFileLength;
+    // Written by the task thread, read by the metric reporters' threads.
+    private volatile long pendingBytes;
+
     private boolean splitRequested;
     private boolean noMoreSplits;
     private CompletableFuture<Void> availability = CompletableFuture.completedFuture(null);
@@ -90,6 +107,7 @@ final class LinesSourceReader implements SourceReader<RowData, LinesSplit> {
         this.bufferSize = bufferSize;
         this.emitLineBytes = emitLineBytes;
         this.malformedLines = context.metricGroup().counter(MALFORMED_LINES_METRIC);
+        context.metricGroup().setPendingBytesGauge(() -> pendingBytes);
     }
 
     @Override
@@ -117,6 +135,7 @@ final class LinesSourceReader implements SourceReader<RowData, LinesSplit> {
             if (lineReader.readLine()) {
                 currentLineNumber++;
                 output.collect(toRow());
+                updatePendingBytes();
                 return InputStatus.MORE_AVAILABLE;
             }
 
@@ -144,6 +163,7 @@ final class LinesSourceReader implements SourceReader<RowData, LinesSplit> {
     private void open(LinesSplit split) throws IOException {
         Path path = new Path(split.path());
         FileSystem fileSystem = path.getFileSystem();
+        long fileLength = fileSystem.getFileStatus(path).getLen();
         FSDataInputStream in = fileSystem.open(path);
         try {
             if (split.offset() > 0) {
@@ -156,16 +176,50 @@ final class LinesSourceReader implements SourceReader<RowData, LinesSplit> {
         }
         LOG.debug("Reading {} from byte {}, line {}", split.splitId(), split.offset(),
                 split.lineNumber() + 1);
+        Long queued = queuedBytesBySplit.remove(split.splitId());
+        if (queued != null) {
+            queuedBytes -= queued;
+        }
+        currentFileLength = fileLength;
         currentSplit = split;
         lineReader = new LineReader(in, split.offset(), bufferSize);
         currentLineNumber = split.lineNumber();
+        updatePendingBytes();
     }
 
     private void closeCurrentSplit() throws IOException {
         LineReader finished = lineReader;
         lineReader = null;
         currentSplit = null;
+        currentFileLength = 0;
+        updatePendingBytes();
         finished.close();
+    }
+
+    private void updatePendingBytes() {
+        long current = lineReader == null ? 0 : Math.max(0, currentFileLength - lineReader.offset());
+        pendingBytes = queuedBytes + current;
+    }
+
+    /**
+     * Returns the bytes of {@code split}'s file after its offset, or 0 when the file's status
+     * cannot be read. {@link #open} reads the status again and fails if it still cannot.
+     */
+    private static long remainingBytes(LinesSplit split) {
+        Path path = new Path(split.path());
+        try {
+            FileStatus status = path.getFileSystem().getFileStatus(path);
+            return Math.max(0, status.getLen() - split.offset());
+        } catch (IOException e) {
+            LOG.warn("Failed to read the length of {}, counting its split {} as 0 pending bytes "
+                    + "until it is opened: {}", split.path(), split.splitId(), e.toString());
+            return 0;
+        }
+    }
+
+    /** Returns the value of the {@code pendingBytes} gauge. */
+    long pendingBytes() {
+        return pendingBytes;
     }
 
     private RowData toRow() {
@@ -227,7 +281,13 @@ final class LinesSourceReader implements SourceReader<RowData, LinesSplit> {
     @Override
     public void addSplits(List<LinesSplit> splits) {
         LOG.debug("Adding splits {}", splits);
+        for (LinesSplit split : splits) {
+            long remaining = remainingBytes(split);
+            Long previous = queuedBytesBySplit.put(split.splitId(), remaining);
+            queuedBytes += remaining - (previous == null ? 0 : previous);
+        }
         pendingSplits.addAll(splits);
+        updatePendingBytes();
         splitRequested = false;
         availability.complete(null);
     }

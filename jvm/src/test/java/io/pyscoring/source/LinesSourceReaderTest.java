@@ -297,4 +297,48 @@ class LinesSourceReaderTest {
         assertEquals("ok", output.rows.get(1).getString(3).toString());
         reader.close();
     }
+
+    @Test
+    void pendingBytesFallToZeroAtEnd() throws Exception {
+        java.nio.file.Path first = tempDir.resolve("first.txt");
+        java.nio.file.Path second = tempDir.resolve("second.txt");
+        Files.writeString(first, "aa\r\nbbbb\n", StandardCharsets.UTF_8);
+        Files.writeString(second, "c\ndd", StandardCharsets.UTF_8);
+        LinesSourceReader reader = new LinesSourceReader(new TestingReaderContext(), 3);
+        CollectingReaderOutput output = new CollectingReaderOutput();
+        assertEquals(0, reader.pendingBytes());
+
+        reader.addSplits(
+                List.of(
+                        LinesSplit.atStart(new Path(first.toUri()).toString(), 0),
+                        LinesSplit.atStart(new Path(second.toUri()).toString(), 0)));
+        assertEquals(9 + 4, reader.pendingBytes());
+
+        poll(reader, output, 1);
+        assertEquals(5 + 4, reader.pendingBytes());
+        poll(reader, output, 1);
+        assertEquals(4, reader.pendingBytes());
+        poll(reader, output, 1);
+        assertEquals(2, reader.pendingBytes());
+        poll(reader, output, 1);
+        assertEquals(0, reader.pendingBytes());
+
+        reader.notifyNoMoreSplits();
+        assertEquals(InputStatus.END_OF_INPUT, reader.pollNext(output));
+        assertEquals(4, output.rows.size());
+        assertEquals(0, reader.pendingBytes());
+        reader.close();
+    }
+
+    @Test
+    void pendingBytesOfRestoredSplitStartAtOffset() throws Exception {
+        java.nio.file.Path file = tempDir.resolve("restored.txt");
+        Files.writeString(file, "one\ntwo\nthree\n", StandardCharsets.UTF_8);
+        LinesSourceReader reader = new LinesSourceReader(new TestingReaderContext());
+
+        reader.addSplits(List.of(new LinesSplit(new Path(file.toUri()).toString(), 0, 4, 1)));
+
+        assertEquals(10, reader.pendingBytes());
+        reader.close();
+    }
 }
