@@ -6,6 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
 import org.apache.flink.api.common.functions.RichMapFunction;
 import org.apache.flink.api.common.state.CheckpointListener;
+import org.apache.flink.runtime.state.FunctionInitializationContext;
+import org.apache.flink.runtime.state.FunctionSnapshotContext;
+import org.apache.flink.streaming.api.checkpoint.CheckpointedFunction;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.configuration.Configuration;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
@@ -23,6 +26,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -37,22 +41,33 @@ class LinesSourceFailoverTest {
     private static final int TOTAL_LINES = FILES * LINES_PER_FILE;
 
     private static final AtomicBoolean FAILED = new AtomicBoolean();
-    private static final AtomicInteger CHECKPOINTS_COMPLETED = new AtomicInteger();
+    // Rows the mappers had seen when each checkpoint was taken, by checkpoint id.
+    private static final Map<Long, Integer> ROWS_AT_CHECKPOINT = new ConcurrentHashMap<>();
+    // Set once a checkpoint that covers at least one row has completed: a restore
+    // from it starts past the first line.
+    private static final AtomicBoolean CHECKPOINT_WITH_ROWS = new AtomicBoolean();
     private static final AtomicInteger ROWS_BEFORE_FAILURE = new AtomicInteger();
     private static final AtomicInteger ROWS_AFTER_RESTART = new AtomicInteger();
 
     @TempDir java.nio.file.Path tempDir;
 
-    /** Passes the key on, and throws once after 300 rows when a checkpoint has completed. */
+    /**
+     * Passes the key on, and throws once after 300 rows when a checkpoint that covers some rows has
+     * completed.
+     */
     private static final class FailOnceMapper extends RichMapFunction<RowData, String>
-            implements CheckpointListener {
+            implements CheckpointListener, CheckpointedFunction {
+
+        // Rows this subtask has passed on: all of them precede its next barrier.
+        private int rowsSeen;
 
         @Override
         public String map(RowData row) {
+            rowsSeen++;
             if (getRuntimeContext().getTaskInfo().getAttemptNumber() > 0) {
                 ROWS_AFTER_RESTART.incrementAndGet();
             } else if (ROWS_BEFORE_FAILURE.incrementAndGet() >= 300
-                    && CHECKPOINTS_COMPLETED.get() > 0
+                    && CHECKPOINT_WITH_ROWS.get()
                     && FAILED.compareAndSet(false, true)) {
                 throw new IllegalStateException("Failure injected by the test");
             }
@@ -60,8 +75,18 @@ class LinesSourceFailoverTest {
         }
 
         @Override
+        public void snapshotState(FunctionSnapshotContext context) {
+            ROWS_AT_CHECKPOINT.merge(context.getCheckpointId(), rowsSeen, Math::max);
+        }
+
+        @Override
+        public void initializeState(FunctionInitializationContext context) {}
+
+        @Override
         public void notifyCheckpointComplete(long checkpointId) {
-            CHECKPOINTS_COMPLETED.incrementAndGet();
+            if (ROWS_AT_CHECKPOINT.getOrDefault(checkpointId, 0) > 0) {
+                CHECKPOINT_WITH_ROWS.set(true);
+            }
         }
     }
 
