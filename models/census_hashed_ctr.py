@@ -14,6 +14,13 @@ Both tables come from `tf.compat.v1.get_variable` with a
 parameter server stores one contiguous slice of rows. The graph needs no
 table initializer: ids are hashes of strings. The serving signature takes
 the raw census columns, like `census_wide_deep`.
+
+The module follows pyscoring's model contract
+(`pyscoring.training.model_module`); train it with
+`pyscoring train --model models.census_hashed_ctr`. `prepare_params` sets
+num_shards to the number of parameter servers, and `build_train_op`
+updates the two tables with Adagrad, whose sparse update touches only the
+rows of a batch, and the dense layers with Adam.
 """
 
 from __future__ import annotations
@@ -47,6 +54,10 @@ NUMERIC_BOUNDARIES: dict[str, tuple[float, ...]] = {
 
 _SEPARATOR = "\x1f"
 
+# Adagrad learning rate of the two hashed tables. The dense layers' Adam
+# learning rate is the configuration key train.learning-rate.
+TABLE_LEARNING_RATE = 0.1
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelParams:
@@ -68,9 +79,50 @@ class ModelParams:
             )
         if self.num_shards < 1:
             raise ValueError(f"num_shards must be at least 1, got {self.num_shards}")
+        if self.embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be at least 1, got {self.embedding_dim}")
+        if min(self.hidden_units, default=1) < 1:
+            raise ValueError(f"hidden_units must be positive sizes, got {self.hidden_units}")
+        object.__setattr__(self, "hidden_units", tuple(self.hidden_units))
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelParams":
+        data = json.loads(text)
+        if "hidden_units" in data:
+            data["hidden_units"] = tuple(data["hidden_units"])
+        return cls(**data)
+
+
+def prepare_params(params: ModelParams, setup) -> ModelParams:
+    """Set num_shards to the number of parameter servers, or keep it without them.
+
+    `setup` is a `pyscoring.training.model_module.TrainingSetup`.
+    """
+    if setup.num_ps >= 1 and params.num_shards != setup.num_ps:
+        params = dataclasses.replace(params, num_shards=setup.num_ps)
+    return params
+
+
+def build_train_op(
+    loss: tf.Tensor, params: ModelParams, learning_rate: float, global_step: tf.Variable,
+) -> tf.Operation:
+    """Return one step of Adagrad on the hashed tables and Adam on the dense layers.
+
+    The Adam update increments `global_step`.
+    """
+    tables = [variable for variable in tf.compat.v1.trainable_variables(scope="hashed/")
+              if variable.name.startswith(("hashed/embedding", "hashed/linear"))]
+    dense = [variable for variable in tf.compat.v1.trainable_variables()
+             if not any(variable is table for table in tables)]
+    gradients = tf.gradients(loss, tables + dense)
+    table_update = tf.compat.v1.train.AdagradOptimizer(TABLE_LEARNING_RATE).apply_gradients(
+        zip(gradients[: len(tables)], tables))
+    dense_update = tf.compat.v1.train.AdamOptimizer(learning_rate).apply_gradients(
+        zip(gradients[len(tables):], dense), global_step=global_step)
+    return tf.group(table_update, dense_update, name="train_op")
 
 
 def fields(features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:

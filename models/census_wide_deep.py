@@ -16,6 +16,11 @@ serving signature takes the columns as the files contain them:
 Every variable is created with `tf.compat.v1.get_variable`. The embedding
 tables and the wide weights are split into `ModelParams.num_shards` slices
 with `fixed_size_partitioner`, so parameter servers can hold one slice each.
+
+The module follows pyscoring's model contract
+(`pyscoring.training.model_module`): `prepare_params` fills the numeric
+statistics and num_shards, and `build_train_op` trains the wide side with
+FTRL and the deep side with Adam.
 """
 
 from __future__ import annotations
@@ -75,6 +80,10 @@ NUMERIC_TRANSFORMS: dict[str, str] = {
 # Separator of the parts of a crossed feature before hashing. The unit
 # separator does not occur in the Adult files.
 _CROSS_SEPARATOR = "\x1f"
+
+# FTRL learning rate of the wide side. The deep side's Adam learning rate is
+# the configuration key train.learning-rate.
+WIDE_LEARNING_RATE = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +160,55 @@ def compute_numeric_stats(
         std = float(values.std())
         stats[name] = (mean, std if std > 0 else 1.0)
     return stats
+
+
+def prepare_params(params: ModelParams, setup) -> ModelParams:
+    """Fill the numeric statistics from the training data and num_shards from the PS count.
+
+    `setup` is a `pyscoring.training.model_module.TrainingSetup`. With
+    parameter servers, num_shards becomes their number, so each stores one
+    slice of every partitioned variable; without them num_shards stays as
+    given. Statistics that are already set are kept. Raises ValueError when
+    they are unset and `setup` has no training data (stream mode).
+    """
+    if setup.num_ps >= 1 and params.num_shards != setup.num_ps:
+        logger.info("Setting num_shards from %d to the %d parameter servers",
+                    params.num_shards, setup.num_ps)
+        params = dataclasses.replace(params, num_shards=setup.num_ps)
+    if params.numeric_stats is None:
+        if setup.train_features is None:
+            raise ValueError(
+                "params.numeric_stats is missing and there is no training file to compute "
+                "it from; set it to models.census_wide_deep.compute_numeric_stats(features) "
+                "of sample rows"
+            )
+        params = dataclasses.replace(
+            params, numeric_stats=compute_numeric_stats(setup.train_features))
+    return params
+
+
+def build_train_op(
+    loss: tf.Tensor, params: ModelParams, learning_rate: float, global_step: tf.Variable,
+) -> tf.Operation:
+    """Return one step of FTRL on the wide side and Adam at `learning_rate` on the deep side.
+
+    Both apply gradients of the same loss, and the Adam update increments
+    `global_step`.
+    """
+    del params
+    wide_variables = tf.compat.v1.trainable_variables(scope=WIDE_SCOPE + "/")
+    deep_variables = tf.compat.v1.trainable_variables(scope=DEEP_SCOPE + "/")
+    gradients = tf.gradients(loss, wide_variables + deep_variables)
+    wide_gradients = gradients[: len(wide_variables)]
+    deep_gradients = gradients[len(wide_variables):]
+
+    wide_update = tf.compat.v1.train.FtrlOptimizer(WIDE_LEARNING_RATE).apply_gradients(
+        zip(wide_gradients, wide_variables)
+    )
+    deep_update = tf.compat.v1.train.AdamOptimizer(learning_rate).apply_gradients(
+        zip(deep_gradients, deep_variables), global_step=global_step
+    )
+    return tf.group(wide_update, deep_update, name="train_op")
 
 
 def feature_placeholders() -> dict[str, tf.Tensor]:

@@ -66,7 +66,19 @@ def _train(args: argparse.Namespace) -> int:
         "train.workers": args.workers,
         "train.ps": args.ps,
         "train.epochs": args.epochs,
+        "train.model": args.model,
+        "train.jobmanager": args.jobmanager,
+        "train.chief": args.chief,
+        "train.evaluator": args.evaluator,
     })
+    if config["train.jobmanager"] and config["train.workers"] == 1 and config["train.ps"] == 0:
+        raise ConfigError(
+            f"--jobmanager {config['train.jobmanager']}: with --workers 1 --ps 0 training runs "
+            "in this process; pass --ps 1 or more to train on the Flink cluster")
+    if (config["train.chief"] or config["train.evaluator"]) and config["train.ps"] == 0:
+        raise ConfigError(
+            "--chief and --evaluator (train.chief, train.evaluator) add nodes to the ML "
+            "cluster, which needs parameter servers; pass --ps 1 or more")
     # Imported here: TensorFlow loads only for the command that needs it.
     from pyscoring import training
     from pyscoring.cluster.job import ClusterTrainingError
@@ -356,8 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
-        "train", help="train the census model and export a version",
-        description="Train the census model in this process (1 worker, 0 ps) or on "
+        "train", help="train a model (default: the census model) and export a version",
+        description="Train a model module in this process (1 worker, 0 ps) or on "
                     "the Flink ML cluster (any other --workers/--ps), then export it.")
     _add_common(train)
     train.add_argument("--data", type=Path, default=DEFAULT_TRAIN_DATA,
@@ -373,6 +385,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--ps", type=int,
                        help="parameter-server nodes (train.ps); 0 trains in this process")
     train.add_argument("--epochs", type=int, help="passes over the data (train.epochs)")
+    train.add_argument("--model", metavar="MODULE_OR_FILE",
+                       help="model module as a dotted name importable from the Python path "
+                            "or the path of a .py file (train.model; default: "
+                            "models.census_wide_deep); its ModelParams fields are set with "
+                            "--set train.model-params='{...}'")
+    train.add_argument("--chief", action="store_true", default=None,
+                       help="run a chief node that creates the variables, writes the "
+                            "checkpoints and the exports and trains on no records "
+                            "(train.chief); needs --ps")
+    train.add_argument("--evaluator", action="store_true", default=None,
+                       help="run an evaluator node that evaluates each checkpoint on the "
+                            "test data into RUN_DIR/evaluations.jsonl (train.evaluator); "
+                            "needs --ps")
+    _add_jobmanager(train, "train.jobmanager")
     train.set_defaults(handler=_train)
 
     deploy = commands.add_parser("deploy", help="run a streaming scoring job")

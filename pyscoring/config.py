@@ -137,6 +137,13 @@ OPTIONS: tuple[Option, ...] = (
            "Which scorer serves the model: jvm, ps, or auto (decided by "
            "scoring.jvm.max-model-bytes).",
            choices=("auto", "jvm", "ps")),
+    Option("scoring.ps.parameter-servers", int, 0,
+           "Parameter-server nodes of the PS path; 0 takes the export's "
+           "training PS count (at least 1). Each restores its own share of "
+           "the variables from the export.", min_value=0),
+    Option("scoring.ps.workers", int, 0,
+           "Python worker nodes of the PS path; 0 takes deploy.parallelism.",
+           min_value=0),
     # Metrics.
     Option("metrics.host", str, "127.0.0.1",
            "Address the Prometheus endpoints bind to. Loopback by default; set "
@@ -163,6 +170,26 @@ OPTIONS: tuple[Option, ...] = (
     Option("deploy.restart-attempts", int, 3,
            "Restarts of the scoring job (fixed delay) before it fails.",
            min_value=0),
+    Option("deploy.restart-strategy", str, "auto",
+           "Flink restart strategy of the scoring job: fixed-delay, "
+           "exponential-delay, or auto, which is fixed-delay in the embedded "
+           "mini cluster and exponential-delay with deploy.jobmanager. On a "
+           "standalone cluster every restart fails at once until a lost task "
+           "manager is replaced, so fixed-delay with deploy.restart-attempts=3 "
+           "gives up within seconds.",
+           choices=("auto", "fixed-delay", "exponential-delay")),
+    Option("deploy.restart-delay-ms", int, 1000,
+           "Milliseconds before a restart of the scoring job: the delay of "
+           "fixed-delay and the first delay of exponential-delay.", min_value=0),
+    Option("deploy.restart-max-delay-ms", int, 30000,
+           "Largest delay in milliseconds between restarts under "
+           "exponential-delay, which doubles the delay after each failure up "
+           "to this value.", min_value=0),
+    Option("deploy.restart-backoff-attempts", int, 30,
+           "Restarts under exponential-delay before the scoring job fails. The "
+           "defaults keep restarting for about 13 minutes (1, 2, 4, 8 and 16 s, "
+           "then 30 s apart); Flink resets the count and the delay after the "
+           "job has run for an hour without failure.", min_value=0),
     Option("deploy.kafka.transaction-timeout-ms", int, 600000,
            "Kafka transaction timeout (properties.transaction.timeout.ms) that "
            "deploy sets on an exactly-once Kafka sink whose options leave it out. "
@@ -209,17 +236,35 @@ OPTIONS: tuple[Option, ...] = (
     Option("train.batch-size", int, 256, "Examples per training step and worker.",
            min_value=1),
     Option("train.learning-rate", float, 0.005,
-           "Learning rate of the deep side's Adam optimizer.", min_value=0),
+           "Learning rate the model's build_train_op hook receives; without the "
+           "hook, pyscoring trains every variable with Adam at this rate.", min_value=0),
     Option("train.checkpoint-every-steps", int, 500,
            "Global steps between checkpoints written by the chief.", min_value=1),
     Option("train.log-every-steps", int, 200,
            "Global steps between progress lines when output is not a terminal.",
            min_value=1),
     Option("train.seed", int, 42, "Random seed of initialization and shuffling."),
+    Option("train.model", str, "models.census_wide_deep",
+           "Model module to train and export: a dotted module name importable "
+           "from the Python path, or the path of a .py file. It defines "
+           "MODEL_NAME, a ModelParams dataclass and build_model (README, "
+           "'Your own model'). Empty means models.census_wide_deep."),
+    Option("train.model-params", str, "",
+           "JSON object of ModelParams fields that replace the model's defaults, "
+           'such as {"table_rows": 65536}. Empty keeps the defaults. Fields that '
+           "the model fills from the data or the topology, such as num_shards, "
+           "are set after these."),
     # Training on the Flink ML cluster (train.workers > 1 or train.ps > 0).
     Option("train.checkpoint-every-seconds", int, 0,
            "Seconds between checkpoints written by the chief, in addition to "
            "train.checkpoint-every-steps; 0 turns the timer off.", min_value=0),
+    Option("train.chief", bool, False,
+           "Run a chief node beside the workers: it creates or restores the "
+           "variables, writes the checkpoints and the exports, and trains on no "
+           "records. False makes worker 0 the chief."),
+    Option("train.evaluator", bool, False,
+           "Run an evaluator node that evaluates each new checkpoint on the test "
+           "file and appends AUC, accuracy and loss to RUN_DIR/evaluations.jsonl."),
     Option("train.export-every-steps", int, 0,
            "Stream mode: global steps between export versions written by the chief; "
            "0 turns this trigger off. The chief also exports when training ends.",
@@ -236,6 +281,26 @@ OPTIONS: tuple[Option, ...] = (
            "before the training job fails with the last reason.", min_value=0),
     Option("train.restart-delay-ms", int, 1000,
            "Milliseconds between a cluster failure and its restart.", min_value=0),
+    Option("train.restart-strategy", str, "auto",
+           "Flink restart strategy of the training job: fixed-delay "
+           "(train.restart-attempts, train.restart-delay-ms apart), "
+           "exponential-delay, or auto, which is fixed-delay in the embedded "
+           "mini cluster and exponential-delay with train.jobmanager.",
+           choices=("auto", "fixed-delay", "exponential-delay")),
+    Option("train.restart-max-delay-ms", int, 30000,
+           "Largest delay in milliseconds between restarts under "
+           "exponential-delay, which starts at train.restart-delay-ms and "
+           "doubles after each failure.", min_value=0),
+    Option("train.restart-backoff-attempts", int, 30,
+           "Restarts under exponential-delay before the training job fails "
+           "with the last reason; Flink resets the count after an hour "
+           "without failure.", min_value=0),
+    Option("train.jobmanager", str, "",
+           "HOST:PORT of the REST endpoint of a running Flink cluster that "
+           "train submits the ML-cluster job to. Empty runs the job in a mini "
+           "cluster inside the train process. The cluster's task managers "
+           "must run this project's Python environment and see the data, "
+           "checkpoint, export and run folders under the same paths."),
     Option("train.heartbeat-interval-ms", int, 1000,
            "Milliseconds between a node's heartbeats to the application manager.",
            min_value=10),

@@ -21,7 +21,7 @@ from typing import Mapping
 
 from pyscoring import census, jobs, manifest
 from pyscoring.config import Config, ConfigError
-from pyscoring.metrics import TargetsFileWriter
+from pyscoring.metrics import TargetsFileWriter, backlog_reporter_settings
 
 LOG = logging.getLogger(__name__)
 
@@ -132,6 +132,9 @@ class DeployedJob:
     execution_plan: str = ""
     # HOST:PORT of the REST endpoint of the cluster that runs the job.
     rest_address: str = ""
+    # Keeps pyscoring's log lines on this process's handlers while Python
+    # operators run in this process (see cluster.job.DriverLogging).
+    driver_logging: object | None = None
 
     def __post_init__(self) -> None:
         # Completion is read from this future: once a job ends, PyFlink shuts its
@@ -152,21 +155,60 @@ class DeployedJob:
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             time.sleep(0.2)
+        self._restore_logging()
         self._result.result()
         return True
+
+    def _restore_logging(self) -> None:
+        if self.driver_logging is not None:
+            self.driver_logging.restore()
+            self.driver_logging = None
 
     def cancel(self) -> None:
         if not self.done():
             self.table_result.get_job_client().cancel().result()
             LOG.info("Cancelled job %s", self.job_id)
+        self._restore_logging()
 
 
-def _quote(text: str) -> str:
+JVM_PATH = "jvm"
+PS_PATH = "ps"
+
+
+def choose_path(config: Config, model: dict) -> tuple[str, str]:
+    """Return the scoring path of `model` ("jvm" or "ps") and why it was chosen.
+
+    auto takes the PS path when the bytes in the version's variables/ folder
+    exceed scoring.jvm.max-model-bytes. Partitioned variables alone never
+    route a model to the PS path. Raises DeployError when scoring.path=jvm
+    names a model over that budget.
+    """
+    forced = config["scoring.path"]
+    budget = config["scoring.jvm.max-model-bytes"]
+    variable_bytes = model["variables"]["bytes"]
+    over = variable_bytes > budget
+    size = (f"{variable_bytes} bytes of variables, {'above' if over else 'within'} "
+            f"scoring.jvm.max-model-bytes={budget}")
+    if forced == JVM_PATH and over:
+        raise DeployError(
+            f"model {model['model_name']} version {model['version']} has {size}, so it "
+            "cannot be loaded into a task-manager JVM; raise the limit or use --path ps"
+        )
+    if forced in (JVM_PATH, PS_PATH):
+        return forced, f"scoring.path={forced} ({size})"
+    if over:
+        return PS_PATH, size
+    partitioned = " (its partitioned variables fit too)" if model["variables"].get("partitioned") else ""
+    return JVM_PATH, size + partitioned
+
+
+def sql_literal(text: str) -> str:
+    """Return `text` as a Flink SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
 
 
 def _with_clause(options: Mapping[str, str]) -> str:
-    return ", ".join(f"{_quote(key)} = {_quote(str(value))}" for key, value in options.items())
+    return ", ".join(f"{sql_literal(key)} = {sql_literal(str(value))}" for key, value in options.items())
 
 
 def resolve_version_dir(model_dir: Path) -> Path:
@@ -367,13 +409,31 @@ def event_time_column(config: Config, fmt: InputFormat) -> str | None:
     return column
 
 
+def sql_type_of(tensor: dict) -> str:
+    """Return the Flink SQL type of a manifest tensor with one value per row."""
+    return _SQL_TYPES[tensor["dtype"]]
+
+
+def carried_columns(config: Config, fmt: InputFormat, pass_through: list[str]) -> list[tuple[str, str]]:
+    """Return (alias, input column) of the input columns that travel with a row to its score."""
+    # Positional aliases, so that no input column name can clash with the
+    # view's own columns.
+    carried = [(f"in_{index}", column) for index, column in enumerate(pass_through)]
+    event_time = event_time_column(config, fmt)
+    if event_time:
+        carried.append(("event_time", event_time))
+    return carried
+
+
 def build_statements(
-    request: DeployRequest, version_dir: Path, model: dict
+    request: DeployRequest, version_dir: Path, model: dict, path_label: str = JVM_PATH,
 ) -> tuple[list[str], str, list[str]]:
     """Return the DDL statements, the scoring query and the INSERT statements of the job.
 
     The scoring query becomes the view `pyscoring_scored` through a DataStream
-    round trip (see `register_scored_view`).
+    round trip (see `register_scored_view`); the PS path registers that view
+    itself (pyscoring.serving.ps_path). `path_label` labels the dead-letter
+    counts.
     """
     fmt = request.input_format
     feature_columns = map_features(model, fmt)
@@ -422,7 +482,7 @@ def build_statements(
         )
         where = ""
         if fmt.comment_prefix:
-            where = f" WHERE s.line IS NULL OR s.line NOT LIKE {_quote(fmt.comment_prefix + '%')}"
+            where = f" WHERE s.line IS NULL OR s.line NOT LIKE {sql_literal(fmt.comment_prefix + '%')}"
         aliases = ", ".join(f"`{name}`" for name in fmt.names)
         # `line` of a line that is not valid UTF-8 is NULL; its escaped bytes
         # take its place, so the dead letter's raw column shows them.
@@ -431,8 +491,8 @@ def build_statements(
             "COALESCE(s.line, pyscoring_escape_bytes(s.line_bytes)) AS line, "
             + ", ".join(f"p.`{name}`" for name in fmt.names)
             + ", p.error_code, p.error FROM pyscoring_source AS s, "
-            f"LATERAL TABLE(pyscoring_parse(s.line, {_quote(fmt.schema_literal())}, "
-            f"{_quote(fmt.delimiter)}, s.line_bytes)) AS p({aliases}, error_code, error)" + where
+            f"LATERAL TABLE(pyscoring_parse(s.line, {sql_literal(fmt.schema_literal())}, "
+            f"{sql_literal(fmt.delimiter)}, s.line_bytes)) AS p({aliases}, error_code, error)" + where
         )
 
     ddl.append(_checked_view(fmt, model, feature_columns))
@@ -442,17 +502,13 @@ def build_statements(
     )
     score_aliases = [f"out_{index}" for index in range(len(outputs))]
     arguments = ", ".join(f"v.`{column}`" for column in feature_columns)
-    # Input columns travel under positional aliases, so that no input column
-    # name can clash with the view's own columns.
-    carried = [(f"in_{index}", column) for index, column in enumerate(pass_through)]
-    if event_time:
-        carried.append(("event_time", event_time))
+    carried = carried_columns(request.config, fmt, pass_through)
     scoring_query = (
         "SELECT v.source, v.`key`, v.line, "
         + "".join(f"v.`{column}` AS {alias}, " for alias, column in carried)
         + ", ".join(f"r.{alias}" for alias in score_aliases)
         + ", r.model_version, r.score_error_code, r.score_error FROM pyscoring_valid AS v, "
-        f"LATERAL TABLE(pyscoring_predict({_quote(str(version_dir))}, {arguments})) AS r("
+        f"LATERAL TABLE(pyscoring_predict({sql_literal(str(version_dir))}, {arguments})) AS r("
         + ", ".join(score_aliases)
         + ", model_version, score_error_code, score_error)"
     )
@@ -485,7 +541,7 @@ def build_statements(
     ddl.append(f"CREATE TEMPORARY TABLE pyscoring_scores ({scores_columns}) WITH ({_with_clause(scores_options)})")
     ddl.append(f"CREATE TEMPORARY TABLE pyscoring_dead_letters ({dead_columns}) WITH ({_with_clause(dead_options)})")
 
-    model_name = _quote(model["model_name"])
+    model_name = sql_literal(model["model_name"])
     raw = f"SUBSTRING(line, 1, {RAW_MAX_CHARS})"
 
     def reason(column: str) -> str:
@@ -500,7 +556,7 @@ def build_statements(
     version_column = "model_version"
     if event_time:
         version_column = (
-            f"pyscoring_end_to_end_latency(event_time, {_quote(model['model_name'])}, "
+            f"pyscoring_end_to_end_latency(event_time, {sql_literal(model['model_name'])}, "
             "model_version)"
         )
     inserts = [
@@ -509,10 +565,10 @@ def build_statements(
         + ", ".join(f"{alias} AS `{name}`" for alias, name in zip(score_aliases, output_names))
         + f", {version_column} FROM pyscoring_scored WHERE score_error_code IS NULL",
         "INSERT INTO pyscoring_dead_letters "
-        f"SELECT source, `key`, pyscoring_count_dead_letter({model_name}, 'jvm', error_code, "
+        f"SELECT source, `key`, pyscoring_count_dead_letter({model_name}, '{path_label}', error_code, "
         f"CAST(NULL AS BIGINT)), {reason('error')}, {raw} FROM pyscoring_checked "
         "WHERE error_code IS NOT NULL "
-        f"UNION ALL SELECT source, `key`, pyscoring_count_dead_letter({model_name}, 'jvm', "
+        f"UNION ALL SELECT source, `key`, pyscoring_count_dead_letter({model_name}, '{path_label}', "
         f"score_error_code, model_version), {reason('score_error')}, {raw} "
         "FROM pyscoring_scored WHERE score_error_code IS NOT NULL",
     ]
@@ -566,7 +622,7 @@ def _checked_view(fmt: InputFormat, model: dict, feature_columns: list[str]) -> 
             f"column '{column}' has no value ('?' in a numeric field, or NULL), and the "
             f"model input '{tensor['name']}' needs one; fill in the value or drop the row"
         )
-        reasons.append(f"WHEN `{column}` IS NULL THEN {_quote(reason)}")
+        reasons.append(f"WHEN `{column}` IS NULL THEN {sql_literal(reason)}")
     columns = ", ".join(f"`{name}`" for name in fmt.names if name != "key")
     return (
         f"CREATE TEMPORARY VIEW pyscoring_checked AS SELECT source, `key`, line, {columns}, "
@@ -608,18 +664,23 @@ def _job_parameters(config: Config, targets_file: Path) -> str:
 def flink_settings(config: Config, job_name: str, targets_file: Path) -> dict[str, str]:
     """Return the Flink configuration of a scoring job."""
     bind_host = config["deploy.bind-host"]
+    on_cluster = bool(config["deploy.jobmanager"])
     # Injected test failures get restarts of their own, so they do not use up
     # the budget for real failures.
-    restart_attempts = config["deploy.restart-attempts"] + len(config.injected_failures())
+    restarts = jobs.restart_settings(
+        config, "deploy", on_cluster, len(config.injected_failures()))
+    # A cluster's reporters come from its own configuration (see
+    # pyscoring.standalone); a mini cluster takes them from the job's settings.
+    reporter = {} if on_cluster else backlog_reporter_settings(
+        config["metrics.host"], config["metrics.port-range"])
     return {
+        **reporter,
+        **restarts,
         "pipeline.name": job_name,
         "parallelism.default": str(config["deploy.parallelism"]),
         "execution.runtime-mode": "STREAMING",
         "execution.checkpointing.interval": f"{config['deploy.checkpoint-interval-ms']} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
-        "restart-strategy.type": "fixed-delay",
-        "restart-strategy.fixed-delay.attempts": str(restart_attempts),
-        "restart-strategy.fixed-delay.delay": "1 s",
         # The async operator caps rows in flight per subtask, which also caps the
         # batch size: 10 by default, so it must follow the batch settings.
         "table.exec.async-table.max-concurrent-operations": str(config.effective_in_flight()),
@@ -684,6 +745,33 @@ def create_table_environment(settings: Mapping[str, str]):
     return environment
 
 
+# Flink 2.3's planner class that numbers execution nodes; it is loaded by the
+# planner's own classloader (flink-table-planner-loader), not the application's.
+_EXEC_NODE_CONTEXT = "org.apache.flink.table.planner.plan.nodes.exec.ExecNodeContext"
+
+
+def reset_operator_ids(environment) -> None:
+    """Restart the planner's node numbering, so that a job's operator uids do not depend on earlier jobs.
+
+    With table.exec.uid.generation=ALWAYS (jobs.UID_SETTINGS) the planner
+    names each operator `<id>_<transformation>`, and <id> comes from the
+    static counter of ExecNodeContext, which grows with every statement the
+    JVM plans. Reset before planning, the same statements get the same uids
+    in any process, the first deploy of a fresh process included, so a
+    second deploy in one process restores the first one's savepoint.
+    ExecNodeContext.resetIdCounter() is public in Flink 2.3 (marked for tests).
+    NOTE: the counter is shared by the JVM. Two jobs planned at once in
+    threads of one process can get equal uids, and deploy does not lock.
+    """
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    loader = environment._j_tenv.getPlanner().getClass().getClassLoader()  # noqa: SLF001
+    context_class = gateway.jvm.java.lang.Class.forName(_EXEC_NODE_CONTEXT, True, loader)
+    reset = context_class.getMethod("resetIdCounter", gateway.new_array(gateway.jvm.java.lang.Class, 0))
+    reset.invoke(None, gateway.new_array(gateway.jvm.java.lang.Object, 0))
+
+
 def register_scored_view(environment, scoring_query: str) -> None:
     """Register the scorer's output as the view `pyscoring_scored`.
 
@@ -700,6 +788,44 @@ def register_scored_view(environment, scoring_query: str) -> None:
     )
 
 
+def _register_ps_scored_view(environment, request: DeployRequest, version_dir: Path,
+                             model: dict, output_dir: Path, targets_file: Path) -> None:
+    """Add the PS path (pyscoring.serving.ps_path) as the view `pyscoring_scored`."""
+    from pyscoring.serving import ps_path
+
+    fmt = request.input_format
+    outputs = model["signature"]["outputs"]
+    matrices = [tensor["name"] for tensor in outputs if len(tensor["shape"]) != 1]
+    if matrices:
+        raise DeployError(
+            f"the PS path scores outputs with one value per row; {', '.join(matrices)} "
+            "has more dimensions; use --path jvm"
+        )
+    feature_columns = map_features(model, fmt)
+    pass_through, _ = score_columns(request.config, fmt, [tensor["name"] for tensor in outputs])
+    carried = carried_columns(request.config, fmt, pass_through)
+    types = dict(fmt.columns)
+    rows_query = (
+        "SELECT v.source, v.`key`, v.line, "
+        + "".join(f"v.`{column}` AS {alias}, " for alias, column in carried)
+        + ", ".join(f"v.`{column}`" for column in feature_columns)
+        + " FROM pyscoring_valid AS v"
+    )
+    try:
+        ps_path.build(
+            environment, config=request.config, model=model, version_dir=version_dir,
+            rows_query=rows_query,
+            carried=[("source", "STRING"), ("key", "STRING"), ("line", "STRING")]
+            + [(alias, types[column]) for alias, column in carried],
+            feature_count=len(feature_columns),
+            output_names=[f"out_{index}" for index in range(len(outputs))],
+            output_sql_types=[sql_type_of(tensor) for tensor in outputs],
+            run_dir=ps_path.run_dir_of(request.config, output_dir), targets_file=targets_file,
+        )
+    except ps_path.PsPathError as error:
+        raise DeployError(str(error)) from None
+
+
 def deploy(request: DeployRequest) -> DeployedJob:
     """Submit the scoring job and return at once; see DeployedJob.wait().
 
@@ -714,30 +840,14 @@ def deploy(request: DeployRequest) -> DeployedJob:
     except manifest.ManifestError as error:
         raise DeployError(f"{error}; re-export the model") from None
     check_model_files(version_dir, None if model_path == version_dir else model_path)
-    path = request.config["scoring.path"]
-    if path == "ps":
-        raise DeployError(
-            "scoring.path=ps: the PS scoring path is not available in this build; "
-            "use --path jvm or auto"
-        )
-    budget = request.config["scoring.jvm.max-model-bytes"]
-    variable_bytes = model["variables"]["bytes"]
-    if variable_bytes > budget:
-        raise DeployError(
-            f"model {model['model_name']} version {model['version']} has {variable_bytes} "
-            f"bytes of variables, above scoring.jvm.max-model-bytes={budget}, so it cannot be "
-            "loaded into a task-manager JVM; raise the limit"
-        )
-    LOG.info(
-        "Scoring model %s version %d on the JVM path: %d bytes of variables, within "
-        "scoring.jvm.max-model-bytes=%d",
-        model["model_name"], model["version"], variable_bytes, budget,
-    )
+    path, why = choose_path(request.config, model)
+    LOG.info("Scoring model %s version %d on the %s path: %s",
+             model["model_name"], model["version"], path.upper(), why)
 
     output_dir = Path(request.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     targets_file = Path(request.config["metrics.targets-file"] or output_dir / "prometheus-targets.json")
-    ddl, scoring_query, inserts = build_statements(request, model_path.resolve(), model)
+    ddl, scoring_query, inserts = build_statements(request, model_path.resolve(), model, path)
     job_name = f"pyscoring-deploy {model['model_name']} v{model['version']}"
     placement = jobs.place_job(
         request.config["deploy.jobmanager"],
@@ -748,23 +858,51 @@ def deploy(request: DeployRequest) -> DeployedJob:
     )
     settings = flink_settings(request.config, job_name, targets_file)
     settings.update(placement.settings)
+    if path == PS_PATH:
+        from pyscoring.serving import ps_path
+
+        settings.update(ps_path.flink_settings())
     environment = create_table_environment(settings)
-    preflight(version_dir.resolve(), request.config)
+    if path == JVM_PATH:
+        # The PS path never loads the model into a JVM, this client's included.
+        preflight(version_dir.resolve(), request.config)
     for statement in ddl:
         LOG.debug("SQL: %s", statement)
         environment.execute_sql(statement)
-    register_scored_view(environment, scoring_query)
+    reset_operator_ids(environment)
     statement_set = environment.create_statement_set()
+    if path == PS_PATH:
+        _register_ps_scored_view(
+            environment, request, version_dir.resolve(), model, output_dir, targets_file)
+    else:
+        register_scored_view(environment, scoring_query)
     for statement in inserts:
         statement_set.add_insert_sql(statement)
     from pyflink.table.explain_detail import ExplainDetail
 
     execution_plan = statement_set.explain(ExplainDetail.JSON_EXECUTION_PLAN)
-    table_result = statement_set.execute()
+    driver_logging = None
+    if path == PS_PATH and placement.embedded:
+        from pyscoring.cluster.job import DriverLogging
+
+        # The PS path's Python operators run in this process, and PyFlink
+        # takes over the root logger's handlers when they start.
+        driver_logging = DriverLogging()
+    try:
+        table_result = statement_set.execute()
+    except BaseException:
+        if driver_logging is not None:
+            driver_logging.restore()
+        raise
     job_id = str(table_result.get_job_client().get_job_id())
     writer = TargetsFileWriter(targets_file, labels={"job": "pyscoring", "model": model["model_name"]})
     writer.start()
     LOG.info("Submitted job %s (%s) to %s", job_id, job_name, placement.describe())
+    if path == PS_PATH and request.source_options is None and not request.config["source.loop"]:
+        from pyscoring.serving import ps_path
+
+        ps_path.DrainAtEndOfInput(placement.rest_address, job_id, "pyscoring_source",
+                                  output_dir / "final-savepoint").start()
     jobs.write_job_record(output_dir, {
         "job_id": job_id,
         "job_name": job_name,
@@ -784,6 +922,7 @@ def deploy(request: DeployRequest) -> DeployedJob:
         targets_writer=writer,
         execution_plan=execution_plan,
         rest_address=placement.rest_address,
+        driver_logging=driver_logging,
     )
 
 

@@ -79,3 +79,16 @@ def log_loss_from_logits(labels, logits) -> float:
     y = positive.astype(np.float64)
     losses = np.maximum(logits, 0.0) - logits * y + np.log1p(np.exp(-np.abs(logits)))
     return float(np.mean(losses))
+
+
+def binary_metrics(labels, probabilities, logits) -> dict[str, float]:
+    """Return ROC AUC, accuracy at 0.5 and mean log loss as "auc", "accuracy" and "loss".
+
+    These are the metrics that exports record in the manifest's
+    `training.metrics`.
+    """
+    return {
+        "auc": roc_auc(labels, probabilities),
+        "accuracy": accuracy(labels, probabilities),
+        "loss": log_loss_from_logits(labels, logits),
+    }

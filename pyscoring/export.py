@@ -1,16 +1,19 @@
-"""Export a trained census model as a versioned SavedModel with its manifest.
+"""Export a trained model module as a versioned SavedModel with its manifest.
 
 `export_model` writes `EXPORT_DIR/.tmp-<N>-<random>/`: a SavedModel with
 tag "serve" and the predict signature "serving_default", then
 `pyscoring.json`. It then renames the folder to `EXPORT_DIR/<N>/`, where N
 is one more than the largest integer folder. The folder layout and the
-manifest format are described in docs/architecture.md.
+manifest format are described in docs/architecture.md. The manifest's
+`model` section records the module reference and the params JSON, which
+`load_manifest_model` turns back into the model and its params.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import logging
 import os
 import secrets
@@ -20,7 +23,6 @@ from typing import Any, Mapping
 import numpy as np
 import tensorflow as tf
 
-from models import census_wide_deep as model
 from pyscoring import census
 from pyscoring.manifest import (
     FORMAT_VERSION,
@@ -32,6 +34,16 @@ from pyscoring.manifest import (
     version_path,
     write_manifest,
 )
+from pyscoring.training.model_module import (
+    LOGIT,
+    MODE_PREDICT,
+    PROBABILITY,
+    Model,
+    ModelLoadError,
+    feature_placeholders,
+    load_model,
+    model_of_params,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +53,7 @@ __all__ = [
     "build_serving_graph",
     "export_model",
     "latest_version",
+    "load_manifest_model",
     "list_versions",
     "read_manifest",
     "restore_serving_session",
@@ -49,7 +62,7 @@ __all__ = [
 
 SERVE_TAG = tf.compat.v1.saved_model.tag_constants.SERVING
 SIGNATURE_KEY = "serving_default"
-OUTPUT_NAMES = (model.PROBABILITY, model.LOGIT)
+OUTPUT_NAMES = (PROBABILITY, LOGIT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,17 +87,46 @@ class ServingGraph:
     outputs: dict[str, tf.Tensor]
 
 
-def build_serving_graph(params: model.ModelParams) -> ServingGraph:
-    """Build a new graph that maps raw feature columns to probability and logit."""
+def build_serving_graph(params, *, model: Model | None = None) -> ServingGraph:
+    """Build a new graph that maps raw feature columns to probability and logit.
+
+    `model` builds the graph; None means the module that defines the class
+    of `params`.
+    """
+    model = model or model_of_params(params)
     graph = tf.Graph()
     with graph.as_default():
-        inputs = model.feature_placeholders()
-        outputs = model.build_model(inputs, model.MODE_PREDICT, params)
+        inputs = feature_placeholders()
+        outputs = model.build_model(inputs, MODE_PREDICT, params)
     return ServingGraph(
         graph=graph,
         inputs=inputs,
-        outputs={model.PROBABILITY: outputs.probability, model.LOGIT: outputs.logit},
+        outputs={PROBABILITY: outputs.probability, LOGIT: outputs.logit},
     )
+
+
+def load_manifest_model(manifest: Mapping[str, Any]) -> tuple[Model, Any]:
+    """Load the model module and params that an export's manifest records.
+
+    Raises ModelLoadError when the manifest has no `model` section, which
+    exports written before it existed lack, or when the module no longer
+    loads.
+    """
+    section = manifest.get("model")
+    if section is None:
+        raise ModelLoadError(
+            f"the manifest of {manifest.get('model_name')!r} version "
+            f"{manifest.get('version')} records no model module and params; export the "
+            "model again with this pyscoring to rebuild its graph"
+        )
+    model = load_model(section["module"])
+    if model.name != manifest["model_name"]:
+        raise ModelLoadError(
+            f"{section['module']} now defines MODEL_NAME {model.name!r}, but the export "
+            f"was written by {manifest['model_name']!r}; load the module version that "
+            "wrote the export"
+        )
+    return model, model.params_from_json(json.dumps(section["params"]))
 
 
 def resolve_checkpoint(checkpoint: str | os.PathLike[str]) -> str:
@@ -125,17 +167,20 @@ def restore_serving_session(
 def export_model(
     checkpoint: str | os.PathLike[str],
     export_dir: str | os.PathLike[str],
-    params: model.ModelParams,
+    params,
     *,
     global_step: int,
     workers: int,
     ps: int,
     metrics: Mapping[str, float],
+    model: Model | None = None,
 ) -> ExportResult:
     """Write the model restored from `checkpoint` as the next version of `export_dir`.
 
     `checkpoint` is a checkpoint prefix or a folder whose latest checkpoint
-    is used. `metrics` contains "auc", "accuracy" and "loss" on the test data.
+    is used. `model` rebuilds the serving graph; None means the module that
+    defines the class of `params`. `metrics` contains "auc", "accuracy" and
+    "loss" on the test data.
     Raises FileExistsError when the version folder appears while the export
     runs, because a version is never overwritten. The temporary folder is
     removed when the export fails.
@@ -144,6 +189,7 @@ def export_model(
     missing_metrics = {"auc", "accuracy", "loss"} - set(metrics)
     if missing_metrics:
         raise ValueError(f"metrics are missing {', '.join(sorted(missing_metrics))}")
+    model = model or model_of_params(params)
     os.makedirs(export_dir, exist_ok=True)
 
     version = next_version(export_dir)
@@ -153,7 +199,7 @@ def export_model(
     final_dir = version_path(export_dir, version)
     try:
         manifest = _write_saved_model(
-            checkpoint, temp_dir, params,
+            checkpoint, temp_dir, params, model,
             version=version,
             training={
                 "global_step": int(global_step),
@@ -168,18 +214,18 @@ def export_model(
         raise
 
     logger.info(
-        "Exported version %d to %s (%d variable bytes)",
-        version, final_dir, manifest["variables"]["bytes"],
+        "Exported %s version %d to %s (%d variable bytes)",
+        model.name, version, final_dir, manifest["variables"]["bytes"],
     )
     return ExportResult(version=version, path=final_dir, manifest=manifest)
 
 
 def _write_saved_model(
-    checkpoint, temp_dir: str, params: model.ModelParams, *, version: int,
+    checkpoint, temp_dir: str, params, model: Model, *, version: int,
     training: dict[str, Any],
 ) -> dict[str, Any]:
     """Write the SavedModel into `temp_dir`, then the manifest, and return the manifest."""
-    serving = build_serving_graph(params)
+    serving = build_serving_graph(params, model=model)
     with serving.graph.as_default():
         signature = tf.compat.v1.saved_model.predict_signature_def(
             inputs=serving.inputs, outputs=serving.outputs
@@ -200,7 +246,7 @@ def _write_saved_model(
 
     manifest = {
         "format_version": FORMAT_VERSION,
-        "model_name": model.MODEL_NAME,
+        "model_name": model.name,
         "version": version,
         "created_at": datetime.datetime.now(datetime.timezone.utc).strftime(
             "%Y-%m-%dT%H:%M:%SZ"
@@ -219,13 +265,32 @@ def _write_saved_model(
         "variables": {
             "bytes": _folder_bytes(os.path.join(temp_dir, "variables")),
             "partitioned": bool(partitioned),
-            "ps_shards": params.num_shards,
+            "ps_shards": _ps_shards(params, partitioned),
             "partitioned_variables": partitioned,
         },
         "training": training,
+        "model": {"module": model.reference, "params": json.loads(params.to_json())},
     }
     write_manifest(temp_dir, manifest)
     return manifest
+
+
+def _ps_shards(params, partitioned: list[str]) -> int:
+    """Return the params' num_shards, or 1 for a model without the field and no partitions.
+
+    A model without `num_shards` that partitions variables gets ValueError,
+    because the slice count of the export would be unknown.
+    """
+    shards = getattr(params, "num_shards", None)
+    if shards is not None:
+        return int(shards)
+    if partitioned:
+        raise ValueError(
+            f"{type(params).__module__}.ModelParams has no num_shards field, but the model "
+            f"partitions {', '.join(partitioned)}; add num_shards, the slice count of its "
+            "partitioner, to ModelParams"
+        )
+    return 1
 
 
 def _tensor_spec(name: str, tensor: tf.Tensor) -> dict[str, Any]:

@@ -29,6 +29,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from pyscoring.config import Config, ConfigError
+
 LOG = logging.getLogger(__name__)
 
 # Flink's default REST port, which a standalone cluster binds unless configured otherwise.
@@ -45,10 +47,9 @@ METADATA_FILE = "_metadata"
 # (PLAN_ONLY) a SQL job's ids come from the stream graph's hasher, and a
 # savepoint taken at parallelism 1 does not restore at parallelism 2 ("Cannot
 # map checkpoint/savepoint state for operator ..."). With ALWAYS, <id> counts
-# the planner's nodes from a per-JVM counter that only Flink's tests reset.
-# NOTE: ids therefore match only when the resuming deploy runs the same
-# statements in a fresh process, as the CLI does. A second deploy in one
-# Python process numbers its operators differently and fails to restore.
+# the planner's nodes from a per-JVM counter, which deploy resets before it
+# plans (deploy.reset_operator_ids), so the same statements get the same ids
+# in a fresh process and in a second deploy of one process.
 UID_SETTINGS = {
     "table.exec.uid.generation": "ALWAYS",
     "table.exec.uid.format": "<id>_<transformation>",
@@ -137,13 +138,21 @@ class RestClient:
     def job_state(self, job_id: str) -> str:
         return self._request("GET", f"/jobs/{_quote(job_id)}").get("state", "UNKNOWN")
 
+    def vertex_states(self, job_id: str) -> dict[str, str]:
+        """Map each vertex name of the job to its status (RUNNING, FINISHED, ...)."""
+        details = self._request("GET", f"/jobs/{_quote(job_id)}")
+        return {vertex.get("name", ""): vertex.get("status", "UNKNOWN")
+                for vertex in details.get("vertices", [])}
+
     def stop_with_savepoint(
-        self, job_id: str, target_dir: Path, timeout_s: float = 300.0
+        self, job_id: str, target_dir: Path, timeout_s: float = 300.0, drain: bool = False,
     ) -> Path:
         """Write a savepoint into `target_dir`, stop the job, and return the savepoint folder.
 
-        The job stops without draining: event-time timers do not fire, so
-        the job can resume from the savepoint as if it had never stopped.
+        By default the job stops without draining: event-time timers do not
+        fire, so the job can resume from the savepoint as if it had never
+        stopped. With `drain` every source ends first, every operator
+        finishes its input, and the savepoint is the job's last checkpoint.
         """
         target_dir = Path(target_dir).resolve()
         LOG.info("Stopping job %s with a savepoint into %s", job_id, target_dir)
@@ -151,7 +160,7 @@ class RestClient:
         trigger = self._request(
             "POST",
             f"/jobs/{_quote(job_id)}/stop",
-            {"targetDirectory": target_dir.as_uri(), "drain": False},
+            {"targetDirectory": target_dir.as_uri(), "drain": drain},
         )
         request_id = trigger["request-id"]
         deadline = time.monotonic() + timeout_s
@@ -377,6 +386,42 @@ def cluster_settings(jobmanager: str, bind_host: str = "127.0.0.1") -> tuple[dic
         "rest.bind-port": str(port),
     }
     return settings, f"{reachable}:{port}"
+
+
+def restart_settings(config: Config, prefix: str, on_cluster: bool,
+                     extra_attempts: int = 0) -> dict[str, str]:
+    """Return Flink's restart-strategy settings from the `<prefix>.restart-*` keys.
+
+    `prefix` is "deploy" or "train". The strategy "auto" is fixed-delay in
+    an embedded mini cluster and exponential-delay on a cluster
+    (`on_cluster`), where every restart fails until a lost task manager is
+    replaced. `extra_attempts` adds restarts to either budget.
+    """
+    strategy = config[f"{prefix}.restart-strategy"]
+    if strategy == "auto":
+        strategy = "exponential-delay" if on_cluster else "fixed-delay"
+    delay_ms = config[f"{prefix}.restart-delay-ms"]
+    if strategy == "fixed-delay":
+        return {
+            "restart-strategy.type": "fixed-delay",
+            "restart-strategy.fixed-delay.attempts": str(
+                config[f"{prefix}.restart-attempts"] + extra_attempts),
+            "restart-strategy.fixed-delay.delay": f"{delay_ms} ms",
+        }
+    max_delay_ms = config[f"{prefix}.restart-max-delay-ms"]
+    if max_delay_ms < delay_ms:
+        raise ConfigError(
+            f"{prefix}.restart-max-delay-ms={max_delay_ms} is below "
+            f"{prefix}.restart-delay-ms={delay_ms}; raise it to at least {delay_ms}"
+        )
+    return {
+        "restart-strategy.type": "exponential-delay",
+        "restart-strategy.exponential-delay.initial-backoff": f"{delay_ms} ms",
+        "restart-strategy.exponential-delay.max-backoff": f"{max_delay_ms} ms",
+        "restart-strategy.exponential-delay.backoff-multiplier": "2.0",
+        "restart-strategy.exponential-delay.attempts-before-reset-backoff": str(
+            config[f"{prefix}.restart-backoff-attempts"] + extra_attempts),
+    }
 
 
 def write_job_record(output_dir: Path, record: dict) -> Path:

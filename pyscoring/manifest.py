@@ -35,6 +35,14 @@ _REQUIRED_KEYS = {
     "training": ("global_step", "workers", "ps", "metrics"),
 }
 
+# Optional sections, checked when present. "model" records the model module
+# reference and its ModelParams as a JSON object. The reference is a dotted
+# name, or the absolute path of a .py file at export time. Exports written
+# before the section existed lack it.
+_OPTIONAL_KEYS = {
+    "model": {"module": str, "params": dict},
+}
+
 
 class ManifestError(ValueError):
     """A manifest is missing, is not valid JSON or lacks a required field."""
@@ -120,6 +128,7 @@ def read_manifest(version_dir: str | os.PathLike[str]) -> dict[str, Any]:
             if key not in fields:
                 name = f"{section}.{key}" if section else key
                 raise ManifestError(f"{path}: required field {name} is missing")
+    _check_optional_sections(path, manifest)
 
     folder_name = os.path.basename(os.path.normpath(version_dir))
     if _VERSION_NAME.fullmatch(folder_name) and int(folder_name) != manifest["version"]:
@@ -128,6 +137,32 @@ def read_manifest(version_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"version {folder_name}"
         )
     return manifest
+
+
+def _check_optional_sections(path: str, manifest: dict[str, Any]) -> None:
+    for section, types in _OPTIONAL_KEYS.items():
+        if section not in manifest:
+            continue
+        fields = manifest[section]
+        if not isinstance(fields, dict):
+            raise ManifestError(f"{path}: {section} must be a JSON object")
+        for key, expected in types.items():
+            if not isinstance(fields.get(key), expected):
+                kind = "string" if expected is str else "JSON object"
+                raise ManifestError(
+                    f"{path}: {section}.{key} must be a {kind}, got {fields.get(key)!r}")
+
+
+def model_reference(manifest: dict[str, Any]) -> tuple[str, str] | None:
+    """Return the model module reference and its params JSON, or None for older exports.
+
+    `pyscoring.export.load_manifest_model` loads the module and parses the
+    params; this function only reads the manifest, without TensorFlow.
+    """
+    section = manifest.get("model")
+    if section is None:
+        return None
+    return section["module"], json.dumps(section["params"], sort_keys=True)
 
 
 def write_manifest(directory: str | os.PathLike[str], manifest: dict[str, Any]) -> str:

@@ -86,6 +86,34 @@ class ScoringMetrics:
         )
 
 
+# Name of pyscoring's Flink metric reporter in Flink's configuration
+# (metrics.reporter.<name>.*), and its factory in pyscoring's jar.
+BACKLOG_REPORTER = "pyscoring"
+BACKLOG_REPORTER_FACTORY = "io.pyscoring.metrics.SourceBacklogReporterFactory"
+# Gauges that the reporter serves on the scorer's endpoint, from Flink's source
+# reader metrics pendingRecords and pendingBytes and the Kafka consumer's
+# records-lag-max. Labels: job_name, operator_name, subtask_index.
+SOURCE_PENDING_RECORDS_METRIC = "pyscoring_source_pending_records"
+SOURCE_PENDING_BYTES_METRIC = "pyscoring_source_pending_bytes"
+SOURCE_RECORDS_LAG_MAX_METRIC = "pyscoring_source_records_lag_max"
+
+
+def backlog_reporter_settings(host: str, port_range: str) -> dict[str, str]:
+    """Return the Flink settings that install pyscoring's source backlog reporter.
+
+    The reporter serves the source backlog gauges on the same endpoint as the
+    scorer's metrics, bound to `host` on the first free port of `port_range`.
+    Reporters belong to a cluster's processes: a mini cluster takes these
+    settings from the job, a standalone cluster from its config.yaml.
+    """
+    prefix = f"metrics.reporter.{BACKLOG_REPORTER}."
+    return {
+        prefix + "factory.class": BACKLOG_REPORTER_FACTORY,
+        prefix + "host": host,
+        prefix + "port-range": port_range,
+    }
+
+
 def record_endpoint(folder: Path, host: str, port: int, process_kind: str) -> None:
     """Write this process's endpoint into `folder`, where TargetsFileWriter collects it."""
     endpoint = f"{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"

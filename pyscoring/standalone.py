@@ -35,6 +35,7 @@ from typing import Mapping
 
 from pyscoring._internal import flink_env
 from pyscoring.config import Config, ConfigError, parse_port_range
+from pyscoring.metrics import backlog_reporter_settings
 
 LOG = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ class ClusterSettings:
     metrics_host: str = LOOPBACK
     metrics_port_range: str = "9250-9299"
     python_executable: str = sys.executable
-    lib_dir: str = str(flink_env.DEFAULT_FLINK_LIB_DIR)
+    # PYSCORING_FLINK_LIB_DIR when set, else build/flink-lib.
+    lib_dir: str = dataclasses.field(default_factory=lambda: str(flink_env.flink_lib_dir()))
     # Flink configuration entries written last into config.yaml, so they
     # override the generated ones.
     flink_options: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -215,6 +217,9 @@ def flink_configuration(settings: ClusterSettings, conf_dir: Path) -> dict[str, 
         "python.client.executable": settings.python_executable,
         "pyscoring.metrics.host": settings.metrics_host,
         "pyscoring.metrics.port-range": settings.metrics_port_range,
+        # Serves the sources' backlog gauges (pendingRecords, pendingBytes,
+        # Kafka's records-lag-max) on each task manager's pyscoring endpoint.
+        **backlog_reporter_settings(settings.metrics_host, settings.metrics_port_range),
     }
     java_opts = _wheel_java_opts(home)
     if java_opts:

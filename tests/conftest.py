@@ -46,6 +46,7 @@ CACHE_KEY_SOURCES = (
     "pyscoring/manifest.py",
     "pyscoring/training/__init__.py",
     "pyscoring/training/local.py",
+    "pyscoring/training/model_module.py",
 )
 
 TRAIN_TIMEOUT_SECONDS = 900

@@ -72,17 +72,23 @@ class NodeInfo:
 class ApplicationManager:
     """AM of one cluster incarnation `version` with the expected node counts.
 
-    `run_dir` receives events.jsonl and status.json. Call `start`, publish
-    `address` to the nodes, then `wait`, which returns the chief's result or
-    raises ClusterFailure.
+    `chief` and `evaluator` are 0 or 1. Without a chief node, worker 0 is
+    the chief. `run_dir` receives events.jsonl and status.json. Call
+    `start`, publish `address` to the nodes, then `wait`, which returns the
+    chief's result or raises ClusterFailure.
     """
 
     def __init__(
         self, *, workers: int, ps: int, secret: str, version: int, run_dir: str,
         heartbeat_timeout_s: float, register_timeout_s: float,
-        stop_grace_s: float = 5.0,
+        stop_grace_s: float = 5.0, chief: int = 0, evaluator: int = 0,
     ):
-        self.expected = {protocol.ROLE_WORKER: workers, protocol.ROLE_PS: ps}
+        if chief not in (0, 1) or evaluator not in (0, 1):
+            raise ValueError(f"chief={chief} and evaluator={evaluator}: a cluster has at most "
+                             "one chief node and one evaluator node; pass 0 or 1")
+        self.expected = {protocol.ROLE_WORKER: workers, protocol.ROLE_PS: ps,
+                         protocol.ROLE_CHIEF: chief, protocol.ROLE_EVALUATOR: evaluator}
+        self.chief_key = (protocol.ROLE_CHIEF, 0) if chief else (protocol.ROLE_WORKER, 0)
         self.version = version
         self._secret = secret
         self._run_dir = run_dir
@@ -121,8 +127,10 @@ class ApplicationManager:
         self.address = f"{host}:{port}"
         self._monitor = threading.Thread(target=self._monitor_loop, name="am-monitor", daemon=True)
         self._monitor.start()
-        logger.info("AM of cluster version %d listening on %s, expecting %d workers and %d ps",
-                    self.version, self.address, self.expected["worker"], self.expected["ps"])
+        logger.info("AM of cluster version %d listening on %s, expecting %d workers, %d ps, "
+                    "%d chief and %d evaluator nodes", self.version, self.address,
+                    self.expected[protocol.ROLE_WORKER], self.expected[protocol.ROLE_PS],
+                    self.expected[protocol.ROLE_CHIEF], self.expected[protocol.ROLE_EVALUATOR])
         self._event("start", None, f"listening on {self.address}")
         return self.address
 
@@ -137,6 +145,13 @@ class ApplicationManager:
     def state(self) -> ClusterState:
         with self._lock:
             return self._state
+
+    def failure(self) -> str | None:
+        """Return the reason of a failed or failing cluster, None while it is healthy."""
+        with self._lock:
+            if self._state in (ClusterState.FAILING_OVER, ClusterState.FAILED):
+                return self._reason or "unknown reason"
+            return None
 
     def fail(self, node: str | None, reason: str) -> None:
         """Move to failing over because of `node` and `reason` (used by the operator too)."""
@@ -160,13 +175,16 @@ class ApplicationManager:
                                      f"failover drill: {FAIL_DRILL_FILE} appeared in the "
                                      "run folder")
             state, reason = self._state, self._reason
-            chief = self._nodes.get((protocol.ROLE_WORKER, 0))
+            chief = self._nodes.get(self.chief_key)
             result = dict(chief.result or {}) if chief else {}
             workers = {node.name: node.result for node in self._nodes.values()
                        if node.role == protocol.ROLE_WORKER}
+            evaluator = self._nodes.get((protocol.ROLE_EVALUATOR, 0))
         if state is ClusterState.FINISHED:
             result["cluster_version"] = self.version
             result["workers"] = workers
+            if evaluator is not None:
+                result["evaluator"] = evaluator.result
             return result
         time.sleep(self._stop_grace_s)
         raise ClusterFailure(f"ML cluster version {self.version} failed: {reason}")
@@ -236,9 +254,11 @@ class ApplicationManager:
         return {"ok": True}
 
     def _cluster_spec(self) -> dict[str, list[str]]:
+        # As in TensorFlow's convention, the evaluator is not part of the
+        # training cluster: it runs no server and reads checkpoint files.
         spec: dict[str, list[str]] = {}
         for role, count in self.expected.items():
-            if count:
+            if count and role != protocol.ROLE_EVALUATOR:
                 spec[role] = [f"{self._nodes[(role, i)].host}:{self._nodes[(role, i)].port}"
                               for i in range(count)]
         return spec
@@ -256,14 +276,21 @@ class ApplicationManager:
             return protocol.COMMAND_RESTART
         if self._state is ClusterState.FINISHED:
             return protocol.COMMAND_STOP
-        if role == protocol.ROLE_PS and self._workers_done():
+        if role in (protocol.ROLE_PS, protocol.ROLE_EVALUATOR) and self._training_done():
             return protocol.COMMAND_STOP
         return protocol.COMMAND_CONTINUE
 
+    def _roles_done(self, roles: tuple[str, ...]) -> bool:
+        nodes = [self._nodes.get((role, i)) for role in roles
+                 for i in range(self.expected[role])]
+        return all(node is not None and node.done for node in nodes)
+
     def _workers_done(self) -> bool:
-        workers = [self._nodes.get((protocol.ROLE_WORKER, i))
-                   for i in range(self.expected[protocol.ROLE_WORKER])]
-        return all(node is not None and node.done for node in workers)
+        return self._roles_done((protocol.ROLE_WORKER,))
+
+    def _training_done(self) -> bool:
+        """Return whether every worker and the chief node (if any) finished."""
+        return self._roles_done(protocol.TRAINING_ROLES)
 
     def _heartbeat(self, request: dict[str, Any]) -> dict[str, Any]:
         role, index = self._check(request)
@@ -273,7 +300,7 @@ class ApplicationManager:
                 node.last_seen = time.monotonic()
                 node.progress = dict(request.get("progress") or {})
             return {"command": self._command_for(node, role), "chief_ready": self._chief_ready,
-                    "state": self._state.value}
+                    "workers_done": self._workers_done(), "state": self._state.value}
 
     def _report(self, request: dict[str, Any]) -> dict[str, Any]:
         role, index = self._check(request)
@@ -335,13 +362,18 @@ class ApplicationManager:
             self._write_status(status)
 
     def _status(self) -> dict[str, Any]:
-        chief = self._nodes.get((protocol.ROLE_WORKER, 0))
+        chief = self._nodes.get(self.chief_key)
         workers = [n for n in self._nodes.values() if n.role == protocol.ROLE_WORKER]
+        loss = chief.progress.get("loss") if chief else None
+        if loss is None and workers:
+            # A chief node does not train, so it has no loss; worker 0's is shown.
+            first = self._nodes.get((protocol.ROLE_WORKER, 0))
+            loss = first.progress.get("loss") if first else None
         return {
             "version": self.version,
             "state": self._state.value,
             "global_step": (chief.progress.get("global_step", 0) if chief else 0),
-            "loss": (chief.progress.get("loss") if chief else None),
+            "loss": loss,
             "examples": sum(int(n.progress.get("examples", 0)) for n in workers),
             "time": time.time(),
         }

@@ -6,6 +6,9 @@ The job has these operators:
 - the AM, whose output is broadcast to the role operators,
 - "ps" (parallelism P) fed by the AM broadcast,
 - "worker" (parallelism W) fed by the records and the AM broadcast,
+- with train.chief, "chief" (parallelism 1) fed by the AM broadcast: the
+  chief node, which trains on no records,
+- with train.evaluator, "evaluator" (parallelism 1) fed by the AM broadcast,
 - a discarding sink; the AM writes the final result to RUN_DIR/result.json.
 
 Training jobs run in Flink's STREAMING runtime even over bounded input,
@@ -32,9 +35,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from models import census_wide_deep as model
-from pyscoring import census
+from pyscoring import census, jobs
 from pyscoring.config import Config
+from pyscoring.training.model_module import Model, resolve_reference
 
 logger = logging.getLogger(__name__)
 
@@ -66,41 +69,70 @@ class ClusterTrainingError(RuntimeError):
 
 @dataclasses.dataclass
 class ClusterRun:
-    """Paths and topology of one training job."""
+    """Paths, topology and model of one training job.
+
+    `model_reference` loads the model module in every node process: a
+    dotted module name or the absolute path of a .py file. `params` is a
+    ModelParams of that module.
+    """
 
     config: Config
     checkpoint_dir: str
     export_dir: str
     test_path: str | None
     run_dir: str
-    params: model.ModelParams
+    params: Any
     mode: str
     shares: list[int]
     last_step: int
+    model_reference: str = "models.census_wide_deep"
 
 
 def flink_settings(config: Config, job_name: str) -> dict[str, str]:
-    """Return the Flink configuration of a training job."""
-    return {
+    """Return the Flink configuration of a training job.
+
+    With train.jobmanager the job goes to that cluster's REST endpoint, and
+    its Python operators run `python.executable` (this interpreter) on the
+    cluster's task managers, so they must share this host's paths.
+    """
+    jobmanager = config["train.jobmanager"]
+    settings = {
         "pipeline.name": job_name,
         "parallelism.default": "1",
         "execution.runtime-mode": "STREAMING",
-        "restart-strategy.type": "fixed-delay",
-        "restart-strategy.fixed-delay.attempts": str(config["train.restart-attempts"]),
-        "restart-strategy.fixed-delay.delay": f"{config['train.restart-delay-ms']} ms",
+        **jobs.restart_settings(config, "train", on_cluster=bool(jobmanager)),
+        # NOTE: a session cluster reads the failover strategy from its own
+        # configuration, not from the job (region on `pyscoring cluster`). The
+        # job's operators are joined by pipelined exchanges, so they form one
+        # region and a failed task restarts them all either way.
         "jobmanager.execution.failover-strategy": "full",
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
         "python.fn-execution.bundle.time": str(BUNDLE_TIME_MS),
-        # The job runs in a mini cluster inside this process; its endpoints
-        # stay on loopback.
+    }
+    if jobmanager:
+        cluster, _ = jobs.cluster_settings(jobmanager)
+        settings.update(cluster)
+        return settings
+    # The job runs in a mini cluster inside this process; its endpoints stay
+    # on loopback.
+    settings.update({
         "jobmanager.bind-host": MINI_CLUSTER_HOST,
         "jobmanager.rpc.address": MINI_CLUSTER_HOST,
         "taskmanager.bind-host": MINI_CLUSTER_HOST,
         "taskmanager.host": MINI_CLUSTER_HOST,
         "rest.bind-address": MINI_CLUSTER_HOST,
         "rest.address": MINI_CLUSTER_HOST,
-    }
+    })
+    return settings
+
+
+def restart_budget(config: Config) -> int:
+    """Return how many restarts the training job's restart strategy allows."""
+    settings = jobs.restart_settings(config, "train", on_cluster=bool(config["train.jobmanager"]))
+    if settings["restart-strategy.type"] == "fixed-delay":
+        return int(settings["restart-strategy.fixed-delay.attempts"])
+    return int(settings["restart-strategy.exponential-delay.attempts-before-reset-backoff"])
 
 
 def row_to_record(row: dict[str, Any]) -> tuple:
@@ -144,6 +176,19 @@ def _create_environments(settings: dict[str, str]):
     for key, value in settings.items():
         configuration.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(configuration)
+    target = settings.get("execution.target")
+    if target and target != "local":
+        # Outside `flink run`, Flink 2.3 builds a LocalStreamEnvironment, which
+        # overwrites execution.target with "local"; the executor is chosen from
+        # the environment's configuration at submission.
+        # PyFlink also pointed the Python operators at a loopback server in this
+        # process, which only a mini cluster uses. On a cluster the task managers
+        # start their own Python workers.
+        from pyflink.util.java_utils import get_j_env_configuration
+
+        j_configuration = get_j_env_configuration(env._j_stream_execution_environment)  # noqa: SLF001
+        j_configuration.setString("execution.target", target)
+        j_configuration.removeKey("python.loopback-server.address")
     table_env = StreamTableEnvironment.create(env)
     for key, value in settings.items():
         table_env.get_config().set(key, value)
@@ -154,20 +199,25 @@ def _job_description(run: ClusterRun) -> dict[str, Any]:
     config = run.config
     return {
         "workers": config["train.workers"], "ps": config["train.ps"],
+        "chief": int(config["train.chief"]), "evaluator": int(config["train.evaluator"]),
         "secret": secrets.token_hex(16),
         "run_dir": run.run_dir, "checkpoint_dir": run.checkpoint_dir,
         "export_dir": run.export_dir, "test_path": run.test_path,
         "am_host": config["train.am-host"], "node_host": config["train.node-host"],
-        "restart_attempts": config["train.restart-attempts"],
-        "config": {key: config[key] for key in config if key.startswith("train.")},
+        "restart_attempts": restart_budget(config),
+        # train.model is the resolved reference, so a node process loads the
+        # same module whatever its working directory.
+        "config": {**{key: config[key] for key in config if key.startswith("train.")},
+                   "train.model": run.model_reference},
         "mode": run.mode, "shares": run.shares, "last_step": run.last_step,
         "column_names": list(COLUMN_NAMES), "column_dtypes": list(COLUMN_DTYPES),
+        "model": run.model_reference,
         "model_params_json": run.params.to_json(),
     }
 
 
 def build_job(env, run: ClusterRun, records, keyed_records: bool, run_id: str):
-    """Add the AM, ps and worker operators to `env`; return their joint output stream.
+    """Add the AM and the role operators to `env`; return their joint output stream.
 
     `records` yields record tuples, or (line_number, record) pairs when
     `keyed_records` is True; pairs are routed to worker line_number % W.
@@ -194,6 +244,16 @@ def build_job(env, run: ClusterRun, records, keyed_records: bool, run_id: str):
             am.broadcast()
             .flat_map(operators.ParameterServerFunction(job), output_type=Types.STRING())
             .name("ps").uid("ps").set_parallelism(ps))
+    if job["chief"]:
+        outputs.append(
+            am.broadcast()
+            .flat_map(operators.ChiefFunction(job), output_type=Types.STRING())
+            .name("chief").uid("chief").set_parallelism(1).set_max_parallelism(1))
+    if job["evaluator"]:
+        outputs.append(
+            am.broadcast()
+            .flat_map(operators.EvaluatorFunction(job), output_type=Types.STRING())
+            .name("evaluator").uid("evaluator").set_parallelism(1).set_max_parallelism(1))
 
     if keyed_records:
         records = (records
@@ -274,7 +334,7 @@ def read_result(run: ClusterRun, run_id: str) -> dict[str, Any] | None:
     return result if result.get("run_id") == run_id else None
 
 
-class _DriverLogging:
+class DriverLogging:
     """Keep this process's log handlers for pyscoring's loggers while a job runs.
 
     In a local mini cluster PyFlink runs the Python operators in this process
@@ -310,25 +370,47 @@ class _DriverLogging:
 
 
 class TrainingJob:
-    """A submitted training job: `wait` for its result or `cancel` it."""
+    """A submitted training job: `wait` for its result or `cancel` it.
+
+    `rest_address` is HOST:PORT of the Flink cluster that runs the job, or
+    empty for the embedded mini cluster of this process.
+    """
 
     def __init__(self, run: ClusterRun, job_client, job_name: str, run_id: str,
-                 driver_logging: _DriverLogging | None = None):
+                 driver_logging: DriverLogging | None = None, rest_address: str = ""):
         self.run = run
         self._driver_logging = driver_logging
         self.job_name = job_name
         self.job_id = str(job_client.get_job_id())
+        self.rest_address = rest_address
         self._client = job_client
         self._run_id = run_id
         self._watcher = _StatusWatcher(run)
         self._watcher.start()
         self._started = time.monotonic()
 
+    @property
+    def web_ui_url(self) -> str:
+        """The job's page in the cluster's web UI, or empty in the embedded mini cluster."""
+        if not self.rest_address:
+            return ""
+        return f"http://{self.rest_address}/#/job/running/{self.job_id}/overview"
+
     def status(self) -> str:
-        """Return the Flink job status; "ENDED" once the local mini cluster has shut down."""
+        """Return the Flink job status; "ENDED" once the embedded mini cluster has shut down.
+
+        Raises ClusterTrainingError when the cluster at `rest_address` does not respond.
+        """
         try:
-            return str(self._client.get_job_status().result())
-        except Exception as error:  # py4j: the mini cluster stops with its only job
+            # PyFlink's JobStatus enum; its str() is "JobStatus.RUNNING", its name "RUNNING".
+            return self._client.get_job_status().result().name
+        except Exception as error:  # py4j wraps the Java client's exception
+            if self.rest_address:
+                raise ClusterTrainingError(
+                    f"the Flink cluster at {self.rest_address} did not return the status of "
+                    f"training job {self.job_id}: {_failure_reason(error)}; check the cluster "
+                    "with `pyscoring cluster status`") from None
+            # The mini cluster stops with its only job.
             if "MiniCluster is not yet running or has already been shut down" in str(error):
                 return "ENDED"
             raise
@@ -360,9 +442,10 @@ class TrainingJob:
             if status not in _TERMINAL_STATES:
                 self.cancel()
             elif status == "FAILED" or (status == "ENDED" and result is None):
+                page = f" and the job's page is {self.web_ui_url}" if self.web_ui_url else ""
                 raise ClusterTrainingError(
                     f"training job {self.job_name} failed: {self._failure()}; node logs "
-                    f"are in {os.path.join(self.run.run_dir, 'logs')}")
+                    f"are in {os.path.join(self.run.run_dir, 'logs')}{page}")
         except KeyboardInterrupt:
             self.cancel()
             raise
@@ -398,14 +481,27 @@ def submit_job(run: ClusterRun, build_records: Callable, keyed_records: bool) ->
     run_id = secrets.token_hex(8)
     stream = build_job(env, run, records, keyed_records, run_id)
     stream.sink_to(Sink(DISCARDING_SINK)).name("discard")
-    logger.info("Submitting %s; cluster logs and events in %s", job_name, run.run_dir)
-    driver_logging = _DriverLogging()
+    rest_address = ""
+    if config["train.jobmanager"]:
+        _, rest_address = jobs.cluster_settings(config["train.jobmanager"])
+    logger.info("Submitting %s to %s; cluster logs and events in %s", job_name,
+                f"the Flink cluster at {rest_address}" if rest_address
+                else "the embedded Flink mini cluster of this process", run.run_dir)
+    driver_logging = DriverLogging()
     try:
         job_client = env.execute_async(job_name)
     except BaseException:
         driver_logging.restore()
         raise
-    return TrainingJob(run, job_client, job_name, run_id, driver_logging)
+    job = TrainingJob(run, job_client, job_name, run_id, driver_logging, rest_address)
+    if rest_address:
+        logger.info("Training job %s runs on the Flink cluster at %s; follow it at %s. This "
+                    "command waits for its result; Ctrl-C cancels it on the cluster",
+                    job.job_id, rest_address, job.web_ui_url)
+    else:
+        logger.info("Training job %s runs in the embedded Flink mini cluster of this process",
+                    job.job_id)
+    return job
 
 
 def run_job(run: ClusterRun, build_records: Callable, keyed_records: bool) -> dict[str, Any]:
@@ -419,8 +515,10 @@ def total_steps(shares: list[int], batch_size: int, epochs: int) -> int:
 
 
 def prepare_run(config: Config, checkpoint_dir, export_dir, test_path,
-                params: model.ModelParams, mode: str, shares: list[int],
-                last_step: int) -> ClusterRun:
+                params, mode: str, shares: list[int],
+                last_step: int, *, model: Model | None = None) -> ClusterRun:
+    """Return the ClusterRun of a job; `model` None means the module of train.model."""
+    reference = model.reference if model else resolve_reference(config["train.model"])
     checkpoint_dir = os.path.abspath(os.fspath(checkpoint_dir))
     run_dir = config["train.run-dir"] or os.path.join(checkpoint_dir, "cluster")
     os.makedirs(run_dir, exist_ok=True)
@@ -429,4 +527,4 @@ def prepare_run(config: Config, checkpoint_dir, export_dir, test_path,
         export_dir=os.path.abspath(os.fspath(export_dir)),
         test_path=os.path.abspath(os.fspath(test_path)) if test_path else None,
         run_dir=os.path.abspath(run_dir), params=params, mode=mode, shares=shares,
-        last_step=last_step)
+        last_step=last_step, model_reference=reference)

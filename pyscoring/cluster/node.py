@@ -4,13 +4,16 @@ The supervising Flink operator starts this process, passes the job secret
 in the environment variable PYSCORING_CLUSTER_SECRET (never on the command
 line, where other users could read it), records on stdin (workers) and the
 AM's address as one JSON line on the control pipe whose descriptor is
-`control_fd` in the spec. The node then
+`control_fd` in the spec. A scoring worker also gets `response_fd`, the
+pipe of its responses (see pyscoring.serving.node). The node then
 
 1. reserves its TensorFlow port (`pyscoring.cluster.ports`),
 2. registers with the AM, heartbeats every train.heartbeat-interval-ms,
 3. polls the AM until the cluster spec is complete,
 4. starts its `tf.distribute.Server` and runs its role: a parameter server
-   serves until the AM says stop; a worker runs the node entry function,
+   serves until the AM says stop; a worker or the chief node runs the node
+   entry function; the evaluator starts no server (it is outside the
+   cluster spec) and runs `trainer.run_evaluator` until the AM orders a stop,
 5. reports done (with the chief's result) or failed (with the reason).
 
 Exit codes: 0 done, 1 failed, EXIT_RESTART when the AM ordered a restart,
@@ -39,6 +42,7 @@ EXIT_RESTART = 75
 EXIT_AM_LOST = 76
 SECRET_ENV = "PYSCORING_CLUSTER_SECRET"
 DEFAULT_ENTRY = "pyscoring.cluster.trainer:train_worker"
+EVALUATOR_ENTRY = "pyscoring.cluster.trainer:run_evaluator"
 
 _PR_SET_PDEATHSIG = 1
 
@@ -81,6 +85,7 @@ class Heartbeat(threading.Thread):
         self.progress: dict[str, Any] = {}
         self.stop_requested = threading.Event()
         self.chief_ready = threading.Event()
+        self.workers_done = threading.Event()
         self._closed = threading.Event()
 
     def run(self) -> None:
@@ -108,6 +113,8 @@ class Heartbeat(threading.Thread):
             failures = 0
             if reply.get("chief_ready"):
                 self.chief_ready.set()
+            if reply.get("workers_done"):
+                self.workers_done.set()
             command = reply.get("command")
             if command == protocol.COMMAND_RESTART:
                 logger.warning("AM ordered a restart (cluster %s); exiting", reply.get("state"))
@@ -168,7 +175,7 @@ def _read_am_address(control_fd: int, timeout_s: float) -> dict:
 
 
 def run(spec: dict, secret: str) -> int:
-    from pyscoring.cluster.channel import ChannelReader
+    from pyscoring.cluster.channel import ChannelReader, ChannelWriter
     from pyscoring.cluster.context import NodeContext
     from pyscoring.cluster.ports import reserve_port
     from pyscoring.config import Config
@@ -180,11 +187,14 @@ def run(spec: dict, secret: str) -> int:
     role, index = spec["role"], spec["index"]
     register_timeout_s = config["train.register-timeout-ms"] / 1000
     reservation = reserve_port(spec["host"])
-    records = None
+    records = responses = None
     if role == protocol.ROLE_WORKER:
         records = ChannelReader(sys.stdin.buffer,
                                 capacity_records=config["train.channel-capacity"],
                                 startup_records=config["train.channel-startup-capacity"])
+    if spec.get("response_fd") is not None:
+        # One response per request, so each is sent at once.
+        responses = ChannelWriter(os.fdopen(spec["response_fd"], "wb"), frame_records=1)
     am = _read_am_address(spec["control_fd"], register_timeout_s)
     client = protocol.AMClient(am["address"], secret, am["version"])
     deadline = time.monotonic() + register_timeout_s
@@ -200,9 +210,11 @@ def run(spec: dict, secret: str) -> int:
 
         import tensorflow as tf
 
-        server = tf.distribute.Server(tf.train.ClusterSpec(cluster), job_name=role,
-                                      task_index=index, protocol="grpc", start=True)
-        logger.info("TensorFlow server %s:%d started at %s", role, index, server.target)
+        server = None
+        if role != protocol.ROLE_EVALUATOR:
+            server = tf.distribute.Server(tf.train.ClusterSpec(cluster), job_name=role,
+                                          task_index=index, protocol="grpc", start=True)
+            logger.info("TensorFlow server %s:%d started at %s", role, index, server.target)
 
         if role == protocol.ROLE_PS:
             heartbeat.stop_requested.wait()
@@ -210,8 +222,10 @@ def run(spec: dict, secret: str) -> int:
             client.call("Report", role=role, index=index, status="done")
             return 0
 
-        def report_progress(global_step: int, loss: float, examples: int) -> None:
-            heartbeat.progress = {"global_step": int(global_step), "loss": float(loss),
+        def report_progress(global_step: int, loss: float | None, examples: int) -> None:
+            # The chief node runs no training step, so it reports no loss.
+            heartbeat.progress = {"global_step": int(global_step),
+                                  "loss": None if loss is None else float(loss),
                                   "examples": int(examples)}
 
         def report_ready() -> None:
@@ -229,9 +243,14 @@ def run(spec: dict, secret: str) -> int:
             share_size=spec.get("share_size"), last_step=spec["last_step"],
             model_params_json=spec["model_params_json"],
             report_progress=report_progress, report_ready=report_ready,
-            wait_for_chief=wait_for_chief,
+            wait_for_chief=wait_for_chief, responses=responses, serving=spec.get("serving"),
+            workers_done=heartbeat.workers_done.is_set,
+            stop_requested=heartbeat.stop_requested.is_set, run_dir=spec.get("run_dir"),
         )
-        entry = load_function(config["train.node-entry"] or DEFAULT_ENTRY)
+        if role == protocol.ROLE_EVALUATOR:
+            entry = load_function(EVALUATOR_ENTRY)
+        else:
+            entry = load_function(config["train.node-entry"] or DEFAULT_ENTRY)
         result = entry(context) or {}
         client.call("Report", role=role, index=index, status="done", result=result)
         logger.info("Node %s:%d finished", role, index)

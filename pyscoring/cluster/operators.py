@@ -1,4 +1,5 @@
-"""Flink functions of an ML cluster job: the AM, the parameter servers, the workers.
+"""Flink functions of an ML cluster job: the AM, the parameter servers, the workers,
+and the optional chief and evaluator nodes.
 
 Messages on the AM's broadcast stream are JSON strings:
 {"kind": "am", "address": "host:port", "version": N} once the AM listens,
@@ -97,6 +98,7 @@ class ApplicationManagerFunction(FlatMapFunction):
                 version=self._version, run_dir=job["run_dir"],
                 heartbeat_timeout_s=job["config"]["train.heartbeat-timeout-ms"] / 1000,
                 register_timeout_s=job["config"]["train.register-timeout-ms"] / 1000,
+                chief=job.get("chief", 0), evaluator=job.get("evaluator", 0),
             )
             address = self._am.start(job["am_host"])
             yield message("am", address=address, version=self._version)
@@ -164,18 +166,27 @@ class _NodeOperatorBase:
             and self.role == "worker" else None,
             "last_step": job["last_step"], "model_params_json": job["model_params_json"],
         }
+        extra_fds = self._prepare_node(spec)
         log_path = os.path.join(job["run_dir"], "logs", f"v{self._version}",
                                 f"{self.role}-{self._index}.log")
         env = node_environment({node_main.SECRET_ENV: job["secret"]})
         self._node = NodeProcess(
             self._name, [sys.executable, "-m", "pyscoring.cluster.node", json.dumps(spec)],
             log_path, env, self._on_node_exit, stdin_pipe=self.role == "worker",
-            pass_fds=(read_fd,))
+            pass_fds=(read_fd, *extra_fds))
         try:
             self._node.start()
         finally:
-            os.close(read_fd)
+            for fd in (read_fd, *extra_fds):
+                os.close(fd)
         self._control = os.fdopen(write_fd, "wb")
+
+    def _prepare_node(self, spec: dict[str, Any]) -> tuple[int, ...]:
+        """Add role-specific fields to the node spec; return more descriptors to hand over.
+
+        The descriptors are closed in this process once the node has started.
+        """
+        return ()
 
     def _send_am_address(self, address: str, version: int) -> None:
         self._am_address, self._am_version = address, version
@@ -246,6 +257,30 @@ class ParameterServerFunction(FlatMapFunction, _NodeOperatorBase):
 
     def close(self):
         self._stop_node()
+
+
+class ChiefFunction(ParameterServerFunction):
+    """The "chief" operator (parallelism 1) of train.chief: the chief node, fed the AM broadcast.
+
+    The chief node receives no records; it creates or restores the
+    variables, writes the checkpoints and the exports.
+    """
+
+    role = "chief"
+
+
+class EvaluatorFunction(ParameterServerFunction):
+    """The "evaluator" operator (parallelism 1) of train.evaluator, fed the AM broadcast.
+
+    Its node evaluates each new checkpoint and appends the metrics to
+    RUN_DIR/evaluations.jsonl.
+    """
+
+    role = "evaluator"
+
+    def _prepare_node(self, spec: dict[str, Any]) -> tuple[int, ...]:
+        spec["run_dir"] = self._job["run_dir"]
+        return ()
 
 
 class WorkerFunction(CoFlatMapFunction, _NodeOperatorBase):

@@ -6,7 +6,8 @@ each taking and returning one JSON object:
 - `Register`: a node announces role, index, host, port and pid.
 - `GetClusterSpec`: a node polls for the complete cluster spec.
 - `Heartbeat`: a node reports progress; the reply carries the AM's command
-  ("continue", "stop" or "restart") and whether the chief is ready.
+  ("continue", "stop" or "restart"), whether the chief is ready and
+  whether every worker has finished (`workers_done`).
 - `Report`: a node or its supervisor reports that the node finished or failed.
 
 Every request carries `secret` (generated per job) and `version` (the
@@ -33,7 +34,14 @@ COMMAND_RESTART = "restart"
 
 ROLE_WORKER = "worker"
 ROLE_PS = "ps"
-ROLES = (ROLE_WORKER, ROLE_PS)
+# The optional chief creates the variables, checkpoints and exports without
+# training. The evaluator evaluates checkpoints outside the cluster spec.
+ROLE_CHIEF = "chief"
+ROLE_EVALUATOR = "evaluator"
+ROLES = (ROLE_WORKER, ROLE_PS, ROLE_CHIEF, ROLE_EVALUATOR)
+# Roles whose nodes run training steps or have the chief's duties. The
+# parameter servers and the evaluator stop once these nodes are done.
+TRAINING_ROLES = (ROLE_WORKER, ROLE_CHIEF)
 
 
 class RejectedError(Exception):

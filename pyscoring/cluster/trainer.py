@@ -1,11 +1,16 @@
-"""Default worker entry: between-graph training of the census model on the cluster.
+"""Default worker entry: between-graph training of the train.model module on the cluster.
 
 Every worker builds the same graph with `replica_device_setter`, so
 variables live on the parameter servers and each worker computes on its own
-device. The setter assigns variables round robin, and the `num_shards`
-partitions of one embedding table are created one after the other, so they
-land on different servers. Updates are asynchronous. The chief (worker 0) initializes or
-restores the variables, writes checkpoints and the exports.
+device. The setter assigns variables round robin, and the partitions of one
+variable created with a partitioner of P slices (P = number of servers) are
+created one after the other, so they land on different servers. Updates
+are asynchronous. The chief (worker 0, or the chief node with train.chief)
+initializes or restores the variables, writes checkpoints and the exports.
+The chief node trains on no records: it reads the global step every
+`_CHIEF_POLL_S` seconds, which runs its checkpoint hooks, until every
+worker has finished. With train.evaluator, `run_evaluator` evaluates each
+new checkpoint on the test file in a node of its own.
 
 In bounded mode a worker first reads its whole share from the channel and
 then cycles over it in shuffled epochs until the global step reaches
@@ -16,6 +21,7 @@ every train.export-every-steps steps or train.export-every-seconds seconds.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -24,15 +30,21 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from models import census_wide_deep as model
 from pyscoring import census
 from pyscoring.cluster.context import NodeContext
+from pyscoring.training.model_module import Model, load_model
 
 logger = logging.getLogger(__name__)
 
 # Epoch count handed to iterate_batches in bounded mode: the StopAtStepHook
 # ends training long before a worker gets through this many passes.
 _UNBOUNDED_EPOCHS = 1_000_000
+
+# Seconds between the chief node's reads of the global step, and between the
+# evaluator's looks for a new checkpoint.
+_CHIEF_POLL_S = 0.5
+_EVALUATOR_POLL_S = 1.0
+EVALUATIONS_FILE = "evaluations.jsonl"
 
 
 class ProgressRelay:
@@ -120,9 +132,10 @@ class _PeriodicExportHook:
 class _Exporter:
     """Evaluate a checkpoint on the test file and write the next export version."""
 
-    def __init__(self, context: NodeContext, params: model.ModelParams):
+    def __init__(self, context: NodeContext, model: Model, params):
         self.checkpoint_dir = context.checkpoint_dir
         self._context = context
+        self._model = model
         self._params = params
         self._test_data = census.load(context.test_path) if context.test_path else None
         self.last_result: dict[str, Any] | None = None
@@ -132,12 +145,14 @@ class _Exporter:
         from pyscoring.training.local import evaluate_checkpoint
 
         if self._test_data is not None:
-            metrics = evaluate_checkpoint(checkpoint, self._params, self._test_data)
+            metrics = evaluate_checkpoint(checkpoint, self._params, self._test_data,
+                                          model=self._model)
         else:
             metrics = {"auc": math.nan, "accuracy": math.nan, "loss": math.nan}
         result = export_model(
             checkpoint, self._context.export_dir, self._params, global_step=global_step,
-            workers=self._context.num_workers, ps=self._context.num_ps, metrics=metrics)
+            workers=self._context.num_workers, ps=self._context.num_ps, metrics=metrics,
+            model=self._model)
         logger.info("Exported version %d at global step %d: AUC %.4f, accuracy %.4f, loss %.4f",
                     result.version, global_step, metrics["auc"], metrics["accuracy"],
                     metrics["loss"])
@@ -146,28 +161,56 @@ class _Exporter:
         return self.last_result
 
 
+def _follow_global_step(context: NodeContext, session, global_step_tensor,
+                        periodic: _PeriodicExportHook | None) -> int:
+    """Run the chief node's loop until every worker finished; return the last global step.
+
+    Each read of the global step runs the session's hooks, so the checkpoint
+    saver writes after every train.checkpoint-every-steps steps (at the first
+    read past them) and every train.checkpoint-every-seconds seconds.
+    """
+    log_every = context.config["train.log-every-steps"]
+    global_step = logged_step = int(session.run(global_step_tensor))
+    while not context.workers_done() and not session.should_stop():
+        global_step = int(session.run(global_step_tensor))
+        context.report_progress(global_step, None, 0)
+        if log_every and global_step // log_every > logged_step // log_every:
+            logger.info("Global step %d", global_step)
+            logged_step = global_step
+        if periodic is not None and periodic.due(global_step):
+            periodic.export(session._tf_sess(), global_step)  # noqa: SLF001
+        time.sleep(_CHIEF_POLL_S)
+    logger.info("Every worker finished; the chief node stops at global step %d", global_step)
+    return global_step
+
+
 def train_worker(context: NodeContext) -> dict[str, Any]:
-    """Train as worker `context.index`; the chief returns its final export."""
+    """Train as worker `context.index` or run the chief node; the chief returns its final export."""
     import tensorflow as tf
 
     from pyscoring.training.local import build_training_graph
 
     config = context.config
-    params = model.ModelParams.from_json(context.model_params_json)
+    model = load_model(config["train.model"])
+    params = model.params_from_json(context.model_params_json)
+    logger.info("Training %s (%s) with params %s", model.name, model.reference,
+                context.model_params_json)
     cluster = tf.train.ClusterSpec(context.cluster_spec)
-    worker_device = f"/job:worker/task:{context.index}"
+    worker_device = f"/job:{context.role}/task:{context.index}"
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.set_random_seed(config["train.seed"])
         setter = tf.compat.v1.train.replica_device_setter(
             cluster=cluster, worker_device=worker_device)
         with tf.compat.v1.device(setter):
-            training = build_training_graph(params, config["train.learning-rate"])
+            training = build_training_graph(params, config["train.learning-rate"], model=model)
             saver = tf.compat.v1.train.Saver(sharded=True, save_relative_paths=True,
                                              max_to_keep=5)
         scaffold = tf.compat.v1.train.Scaffold(saver=saver)
         hooks = []
-        if context.last_step:
+        # The chief node stops when every worker finished, not at last_step,
+        # so its final checkpoint contains the workers' last updates.
+        if context.last_step and context.role != "chief":
             hooks.append(tf.compat.v1.train.StopAtStepHook(last_step=context.last_step))
         chief_hooks = []
         if config["train.checkpoint-every-seconds"] > 0:
@@ -179,7 +222,7 @@ def train_worker(context: NodeContext) -> dict[str, Any]:
             intra_op_parallelism_threads=config["train.node-threads"],
             inter_op_parallelism_threads=config["train.node-threads"])
 
-        exporter = _Exporter(context, params) if context.is_chief else None
+        exporter = _Exporter(context, model, params) if context.is_chief else None
         periodic = None
         if context.is_chief and context.mode == "stream" and (
                 config["train.export-every-steps"] or config["train.export-every-seconds"]):
@@ -203,11 +246,17 @@ def train_worker(context: NodeContext) -> dict[str, Any]:
                         "restored from a checkpoint" if start_step else "new variables")
             if context.is_chief:
                 context.report_ready()
-            feeds = _bounded_feeds(context) if context.mode == "bounded" \
-                else _stream_feeds(context)
             progress = ProgressRelay(context, context.last_step)
             global_step = start_step
             first_step_at = last_step_at = None
+            if context.role == "chief":
+                global_step = _follow_global_step(context, session, global_step_tensor,
+                                                  periodic)
+                feeds = iter(())
+            elif context.mode == "bounded":
+                feeds = _bounded_feeds(context)
+            else:
+                feeds = _stream_feeds(context)
             for features, labels in feeds:
                 if session.should_stop():
                     break
@@ -222,8 +271,8 @@ def train_worker(context: NodeContext) -> dict[str, Any]:
                 if periodic is not None and periodic.due(int(global_step)):
                     periodic.export(session._tf_sess(), int(global_step))  # noqa: SLF001
             progress.close()
-        logger.info("Worker %d stopped at global step %d after %d examples",
-                    context.index, global_step, progress.examples)
+        logger.info("%s %d stopped at global step %d after %d examples",
+                    context.role.capitalize(), context.index, global_step, progress.examples)
 
     # Wall-clock times (seconds since the epoch) of this worker's first and last step.
     result: dict[str, Any] = {"global_step": int(global_step), "start_step": start_step,
@@ -237,3 +286,65 @@ def train_worker(context: NodeContext) -> dict[str, Any]:
         result["export"] = exporter.export(final_checkpoint, step)
         result["global_step"] = step
     return result
+
+
+def _checkpoint_step(checkpoint: str) -> int:
+    return int(checkpoint.rsplit("-", 1)[1])
+
+
+def run_evaluator(context: NodeContext) -> dict[str, Any]:
+    """Evaluate the newest checkpoint on the test file whenever it changes, until a stop order.
+
+    Checkpoints written while an evaluation runs are skipped. Runs on the
+    evaluator node, which is outside the training cluster and
+    only reads checkpoint files, so training never waits for it. Each
+    evaluation is appended as one JSON line to RUN_DIR/evaluations.jsonl and
+    logged. A checkpoint that cannot be read (removed by the saver's
+    max_to_keep while it was evaluated, for example) is logged and skipped.
+    After the stop order the latest checkpoint is evaluated once more if it
+    is new, which covers the final checkpoint.
+    """
+    import tensorflow as tf
+
+    from pyscoring.training.local import evaluate_checkpoint
+
+    if not context.test_path:
+        raise ValueError("the evaluator node needs a test file; pass test_path or set "
+                         "train.evaluator=false")
+    model = load_model(context.config["train.model"])
+    params = model.params_from_json(context.model_params_json)
+    test_data = census.load(context.test_path)
+    path = os.path.join(context.run_dir, EVALUATIONS_FILE)
+    logger.info("Evaluator watches %s and appends to %s", context.checkpoint_dir, path)
+    last_checkpoint = None
+    evaluations = 0
+    while True:
+        # Read before the checkpoint look-up: once the stop order arrived the
+        # chief has written its final checkpoint, so this pass sees it.
+        stopping = context.stop_requested()
+        checkpoint = tf.train.latest_checkpoint(context.checkpoint_dir)
+        if checkpoint is not None and checkpoint != last_checkpoint:
+            last_checkpoint = checkpoint
+            started = time.monotonic()
+            try:
+                metrics = evaluate_checkpoint(checkpoint, params, test_data, model=model)
+            except (tf.errors.OpError, OSError, ValueError) as error:
+                logger.warning("Skipping checkpoint %s, which could not be evaluated: %s",
+                               checkpoint, error)
+            else:
+                record = {"time": time.time(), "global_step": _checkpoint_step(checkpoint),
+                          "checkpoint": os.path.basename(checkpoint),
+                          "seconds": round(time.monotonic() - started, 3), **metrics}
+                with open(path, "a", encoding="utf-8") as file:
+                    file.write(json.dumps(record) + "\n")
+                evaluations += 1
+                logger.info("Evaluated %s at global step %d in %.1f s: AUC %.4f, accuracy "
+                            "%.4f, loss %.4f", record["checkpoint"], record["global_step"],
+                            record["seconds"], metrics["auc"], metrics["accuracy"],
+                            metrics["loss"])
+        if stopping:
+            break
+        time.sleep(_EVALUATOR_POLL_S)
+    logger.info("Evaluator stops after %d evaluations", evaluations)
+    return {"evaluations": evaluations,
+            "last_checkpoint": os.path.basename(last_checkpoint) if last_checkpoint else None}

@@ -1,16 +1,21 @@
-"""Single-process training of the census model: 1 worker, 0 parameter servers.
+"""Single-process training of a model module: 1 worker, 0 parameter servers.
 
-`train` loads the training file, runs the step loop in a
-`MonitoredTrainingSession` that writes checkpoints, evaluates the latest
-checkpoint on the test file and exports it. The graph builder
-(`build_training_graph`), the batch order (`iterate_batches`) and the step
-loop (`run_train_loop`) are separate functions so that multi-node training
-can reuse them with its own session and device placement.
+`train` loads the model module of train.model, loads the training file,
+runs the step loop in a `MonitoredTrainingSession` that writes
+checkpoints, evaluates the latest checkpoint on the test file and exports
+it. The graph builder (`build_training_graph`), the batch order
+(`iterate_batches`) and the step loop (`run_train_loop`) are separate
+functions so that multi-node training can reuse them with its own session
+and device placement.
+
+Functions that take `params` and an optional `model` use the model module
+that defines the class of `params` when `model` is None.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -21,7 +26,6 @@ from typing import Iterator, Mapping, NamedTuple, TextIO
 import numpy as np
 import tensorflow as tf
 
-from models import census_wide_deep as model
 from pyscoring import census, evaluation
 from pyscoring.config import Config, ConfigError
 from pyscoring.export import (
@@ -31,14 +35,24 @@ from pyscoring.export import (
     resolve_checkpoint,
     restore_serving_session,
 )
+from pyscoring.training.model_module import (
+    DEFAULT_MODEL,
+    LOGIT,
+    MODE_TRAIN,
+    PROBABILITY,
+    Model,
+    TrainingSetup,
+    feature_placeholders,
+    load_model,
+    model_of_params,
+    resolve_reference,
+)
 
 logger = logging.getLogger(__name__)
 
-# FTRL learning rate of the wide side. The deep side's Adam learning rate is
-# the configuration key train.learning-rate.
-WIDE_LEARNING_RATE = 0.1
-
 PARAMS_FILE = "model_params.json"
+# Name and reference of the model module whose variables the checkpoint holds.
+MODEL_FILE = "model.json"
 EVAL_BATCH_SIZE = 4096
 
 
@@ -77,6 +91,39 @@ def validate_topology(config: Config) -> None:
         )
 
 
+def resolve_model(config: Config, model_params=None) -> Model:
+    """Return the model module to train: that of `model_params`, else train.model.
+
+    Raises ConfigError when train.model names another module than the one
+    that defines `model_params`, or when both `model_params` and
+    train.model-params are given.
+    """
+    configured = config["train.model"]
+    if model_params is None:
+        return load_model(configured)
+    if config["train.model-params"].strip():
+        raise ConfigError(
+            "train.model-params is set and model_params is passed as well; give the "
+            "hyperparameters in one of the two"
+        )
+    model = model_of_params(model_params)
+    if resolve_reference(configured) not in (DEFAULT_MODEL, model.reference):
+        if load_model(configured).module is not model.module:
+            raise ConfigError(
+                f"train.model is {configured!r}, but model_params is a ModelParams of "
+                f"{model.reference!r}; pass params of {configured!r} or set train.model "
+                f"to {model.reference!r}"
+            )
+    return model
+
+
+def requested_params(config: Config, model: Model, model_params=None):
+    """Return `model_params`, or the model's defaults with train.model-params applied."""
+    if model_params is not None:
+        return model_params
+    return model.params_with_overrides(config["train.model-params"])
+
+
 def train(
     config: Config,
     train_path: str | os.PathLike[str],
@@ -84,35 +131,40 @@ def train(
     export_dir: str | os.PathLike[str],
     checkpoint_dir: str | os.PathLike[str],
     *,
-    model_params: model.ModelParams | None = None,
+    model_params=None,
 ) -> ExportResult:
-    """Train the census model, evaluate it on `test_path` and export the next version.
+    """Train the model of train.model, evaluate it on `test_path` and export the next version.
 
-    Reads train.epochs, train.batch-size, train.learning-rate,
-    train.checkpoint-every-steps, train.log-every-steps and train.seed from
-    `config`. `model_params` sets the model's hyperparameters, and its
-    numeric statistics are computed from `train_path` when unset. Training
-    resumes from the latest checkpoint in `checkpoint_dir`, if any, with the
-    model parameters saved there (see `resolve_model_params`). It stops at
-    epochs * ceil(rows / batch size) global steps.
+    Reads train.model, train.model-params, train.epochs, train.batch-size,
+    train.learning-rate, train.checkpoint-every-steps,
+    train.log-every-steps and train.seed from `config`. `model_params`, a
+    ModelParams of the model module, sets the model's hyperparameters; the
+    module's `prepare_params` fills its data-dependent fields from
+    `train_path`. Training resumes from the latest checkpoint in
+    `checkpoint_dir`, if any, with the model parameters saved there (see
+    `resolve_model_params`). It stops at epochs * ceil(rows / batch size)
+    global steps.
     """
     validate_topology(config)
     checkpoint_dir = os.fspath(checkpoint_dir)
+    model = resolve_model(config, model_params)
 
     train_data = census.load(train_path)
     test_data = census.load(test_path)
-    params = resolve_model_params(model_params, train_data.features, checkpoint_dir)
+    params = resolve_model_params(
+        requested_params(config, model, model_params), train_data.features, checkpoint_dir,
+        model=model)
 
     logger.info(
-        "Training on %d rows of %s for %d epochs, batch size %d",
-        train_data.num_rows, train_path, config["train.epochs"],
-        config["train.batch-size"],
+        "Training %s (%s) on %d rows of %s for %d epochs, batch size %d",
+        model.name, model.reference, train_data.num_rows, train_path,
+        config["train.epochs"], config["train.batch-size"],
     )
     started = time.monotonic()
-    result = train_in_process(config, params, train_data, checkpoint_dir)
+    result = train_in_process(config, params, train_data, checkpoint_dir, model=model)
     train_seconds = time.monotonic() - started
 
-    metrics = evaluate_checkpoint(checkpoint_dir, params, test_data)
+    metrics = evaluate_checkpoint(checkpoint_dir, params, test_data, model=model)
     logger.info(
         "Trained %d steps in %.1f s; on %s: AUC %.4f, accuracy %.4f, loss %.4f",
         result.global_step, train_seconds, test_path,
@@ -120,30 +172,49 @@ def train(
     )
     return export_model(
         checkpoint_dir, export_dir, params,
-        global_step=result.global_step, workers=1, ps=0, metrics=metrics,
+        global_step=result.global_step, workers=1, ps=0, metrics=metrics, model=model,
     )
 
 
 def resolve_model_params(
-    model_params: model.ModelParams | None,
-    train_features: Mapping[str, np.ndarray],
+    model_params,
+    train_features: Mapping[str, np.ndarray] | None,
     checkpoint_dir: str,
-) -> model.ModelParams:
+    *,
+    model: Model | None = None,
+    num_workers: int = 1,
+    num_ps: int = 0,
+):
     """Return the model parameters to train with and save them in `checkpoint_dir`.
 
-    Unset numeric statistics are computed from `train_features`. When
+    `model_params` None means the defaults of `model` (DEFAULT_MODEL when
+    `model` is None too). The module's `prepare_params` fills the
+    data-dependent fields from `train_features` and the topology. When
     `checkpoint_dir` already contains a checkpoint and its saved parameters,
     those are used, because the checkpoint's variables were trained with
-    them. Raises ValueError when `model_params` differs from the saved ones.
+    them. Fields left None in `model_params` take their saved values. Raises
+    ValueError when the checkpoint belongs to another model, or when
+    `model_params` differs from the saved parameters.
     """
-    params = model_params or model.ModelParams()
+    if model is None:
+        model = model_of_params(model_params) if model_params is not None \
+            else load_model(DEFAULT_MODEL)
+    requested = model_params if model_params is not None else model.default_params()
+    setup = TrainingSetup(train_features=train_features, num_workers=num_workers,
+                          num_ps=num_ps)
+    params = model.prepare_params(requested, setup)
+
     if tf.train.latest_checkpoint(checkpoint_dir) and os.path.isfile(
         os.path.join(checkpoint_dir, PARAMS_FILE)
     ):
-        saved = read_model_params(checkpoint_dir)
-        if params.numeric_stats is None:
-            params = dataclasses.replace(params, numeric_stats=saved.numeric_stats)
-        if params != saved:
+        _check_checkpoint_model(checkpoint_dir, model)
+        saved = read_model_params(checkpoint_dir, model=model)
+        unset = {
+            field.name: getattr(saved, field.name)
+            for field in dataclasses.fields(requested)
+            if getattr(requested, field.name) is None
+        }
+        if dataclasses.replace(params, **unset) != saved:
             raise ValueError(
                 f"{checkpoint_dir} contains a checkpoint trained with other model "
                 f"parameters ({PARAMS_FILE}); pass an empty checkpoint folder to "
@@ -151,51 +222,55 @@ def resolve_model_params(
             )
         return saved
 
-    if params.numeric_stats is None:
-        params = dataclasses.replace(
-            params, numeric_stats=model.compute_numeric_stats(train_features)
-        )
     os.makedirs(checkpoint_dir, exist_ok=True)
     with open(os.path.join(checkpoint_dir, PARAMS_FILE), "w", encoding="utf-8") as file:
         file.write(params.to_json())
+    with open(os.path.join(checkpoint_dir, MODEL_FILE), "w", encoding="utf-8") as file:
+        json.dump({"model_name": model.name, "module": model.reference}, file, indent=2)
     return params
 
 
-def read_model_params(checkpoint_dir: str | os.PathLike[str]) -> model.ModelParams:
-    """Read the model parameters that training saved in `checkpoint_dir`."""
+def _check_checkpoint_model(checkpoint_dir: str, model: Model) -> None:
+    # Checkpoint folders written before MODEL_FILE existed hold census_wide_deep.
+    path = os.path.join(checkpoint_dir, MODEL_FILE)
+    saved_name = "census_wide_deep"
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as file:
+            saved_name = json.load(file)["model_name"]
+    if saved_name != model.name:
+        raise ValueError(
+            f"{checkpoint_dir} contains a checkpoint of the model {saved_name!r}, not of "
+            f"{model.name!r} ({model.reference}); pass an empty checkpoint folder or "
+            f"train {saved_name!r}"
+        )
+
+
+def read_model_params(checkpoint_dir: str | os.PathLike[str], *, model: Model | None = None):
+    """Read the model parameters that training saved in `checkpoint_dir`.
+
+    `model` parses them; None means DEFAULT_MODEL.
+    """
+    model = model or load_model(DEFAULT_MODEL)
     path = os.path.join(os.fspath(checkpoint_dir), PARAMS_FILE)
     with open(path, encoding="utf-8") as file:
-        return model.ModelParams.from_json(file.read())
+        return model.params_from_json(file.read())
 
 
 def build_training_graph(
-    params: model.ModelParams, learning_rate: float,
-    wide_learning_rate: float = WIDE_LEARNING_RATE,
+    params, learning_rate: float, *, model: Model | None = None,
 ) -> TrainingGraph:
-    """Add the model, its loss and the optimizers to the current graph.
+    """Add the model, its loss and its training operation to the current graph.
 
-    The deep side trains with Adam at `learning_rate`, the wide side with
-    FTRL at `wide_learning_rate`. Both apply gradients of the same loss in
-    one step, and the Adam update increments the global step.
+    The training operation comes from the module's `build_train_op` with
+    `learning_rate`, or is Adam over every trainable variable (see
+    `Model.build_train_op`); it increments the global step.
     """
+    model = model or model_of_params(params)
     global_step = tf.compat.v1.train.get_or_create_global_step()
-    features = model.feature_placeholders()
+    features = feature_placeholders()
     labels = tf.compat.v1.placeholder(tf.int64, shape=[None], name="labels")
-    outputs = model.build_model(features, model.MODE_TRAIN, params, labels=labels)
-
-    wide_variables = tf.compat.v1.trainable_variables(scope=model.WIDE_SCOPE + "/")
-    deep_variables = tf.compat.v1.trainable_variables(scope=model.DEEP_SCOPE + "/")
-    gradients = tf.gradients(outputs.loss, wide_variables + deep_variables)
-    wide_gradients = gradients[: len(wide_variables)]
-    deep_gradients = gradients[len(wide_variables):]
-
-    wide_update = tf.compat.v1.train.FtrlOptimizer(wide_learning_rate).apply_gradients(
-        zip(wide_gradients, wide_variables)
-    )
-    deep_update = tf.compat.v1.train.AdamOptimizer(learning_rate).apply_gradients(
-        zip(deep_gradients, deep_variables), global_step=global_step
-    )
-    train_op = tf.group(wide_update, deep_update, name="train_op")
+    outputs = model.build_model(features, MODE_TRAIN, params, labels=labels)
+    train_op = model.build_train_op(outputs.loss, params, learning_rate, global_step)
     with tf.control_dependencies([train_op]):
         global_step_after = tf.identity(global_step.read_value(), name="global_step_after")
     return TrainingGraph(
@@ -265,8 +340,8 @@ def run_train_loop(
 
 
 def train_in_process(
-    config: Config, params: model.ModelParams, data: census.CensusData,
-    checkpoint_dir: str,
+    config: Config, params, data: census.CensusData, checkpoint_dir: str,
+    *, model: Model | None = None,
 ) -> LoopResult:
     """Run the training steps of one chief worker in this process.
 
@@ -280,7 +355,7 @@ def train_in_process(
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.set_random_seed(config["train.seed"])
-        training = build_training_graph(params, config["train.learning-rate"])
+        training = build_training_graph(params, config["train.learning-rate"], model=model)
         # Relative paths in the "checkpoint" state file keep the folder
         # usable after it is moved or copied.
         saver = tf.compat.v1.train.Saver(sharded=True, save_relative_paths=True)
@@ -314,11 +389,12 @@ def train_in_process(
 
 
 def predict_checkpoint(
-    checkpoint: str | os.PathLike[str], params: model.ModelParams,
+    checkpoint: str | os.PathLike[str], params,
     features: Mapping[str, np.ndarray], batch_size: int = EVAL_BATCH_SIZE,
+    *, model: Model | None = None,
 ) -> dict[str, np.ndarray]:
     """Score `features` with the serving graph restored from `checkpoint`."""
-    serving = build_serving_graph(params)
+    serving = build_serving_graph(params, model=model)
     num_rows = len(next(iter(features.values())))
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in serving.outputs}
     with restore_serving_session(serving, checkpoint) as session:
@@ -334,17 +410,13 @@ def predict_checkpoint(
 
 
 def evaluate_checkpoint(
-    checkpoint: str | os.PathLike[str], params: model.ModelParams,
-    data: census.CensusData,
+    checkpoint: str | os.PathLike[str], params, data: census.CensusData,
+    *, model: Model | None = None,
 ) -> dict[str, float]:
     """Return ROC AUC, accuracy at 0.5 and mean log loss of `checkpoint` on `data`."""
     prefix = resolve_checkpoint(checkpoint)
-    outputs = predict_checkpoint(prefix, params, data.features)
-    return {
-        "auc": evaluation.roc_auc(data.labels, outputs[model.PROBABILITY]),
-        "accuracy": evaluation.accuracy(data.labels, outputs[model.PROBABILITY]),
-        "loss": evaluation.log_loss_from_logits(data.labels, outputs[model.LOGIT]),
-    }
+    outputs = predict_checkpoint(prefix, params, data.features, model=model)
+    return evaluation.binary_metrics(data.labels, outputs[PROBABILITY], outputs[LOGIT])
 
 
 class ProgressReporter:

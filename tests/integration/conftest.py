@@ -1,4 +1,4 @@
-"""Fixtures of the standalone-cluster and Kafka tests: free ports, listening sockets, a Kafka broker."""
+"""Fixtures of the integration tests: free ports, listening sockets, a Kafka broker, cached exports."""
 
 from __future__ import annotations
 
@@ -11,6 +11,21 @@ from pathlib import Path
 import pytest
 
 logger = logging.getLogger(__name__)
+
+
+@pytest.fixture(autouse=True)
+def _keep_pyflink_gateway_enabled():
+    """Remove PYFLINK_GATEWAY_DISABLED from the test process before and after each test.
+
+    Python operators of a mini-cluster job run inside the test process, and
+    PyFlink's worker pool copies its settings into os.environ there,
+    PYFLINK_GATEWAY_DISABLED=true included. A PyFlink process that a test
+    starts later would inherit it and refuse to start its Java gateway. The
+    test process itself keeps the gateway it has.
+    """
+    os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
+    yield
+    os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
 
 
 def free_port() -> int:
@@ -66,3 +81,99 @@ def kafka_broker(tmp_path_factory):
         yield broker
     finally:
         broker.stop()
+
+
+# Configuration of the cached census_hashed_ctr export: 2 workers and 2
+# parameter servers on the Flink mini cluster, one epoch of 64 global steps
+# over a 2^20 x 16 table (64 MiB), split over the two parameter servers.
+HASHED_OVERRIDES: dict[str, object] = {
+    "train.model": "models.census_hashed_ctr",
+    "train.model-params": '{"table_rows": 1048576}',
+    "train.workers": 2,
+    "train.ps": 2,
+    "train.epochs": 1,
+    "train.batch-size": 512,
+}
+
+
+@pytest.fixture(scope="session")
+def hashed_export():
+    """Return the census_hashed_ctr export trained with 2 workers and 2 parameter servers.
+
+    Cached like tests/conftest.py's `census_export_2w2ps`, in
+    build/test-cache/hashed-<key>/, with the model module and the ML-cluster
+    sources in the key. The value is a `ClusterCensusExport`: version
+    folder, manifest, checkpoint folder (two shards per checkpoint, one per
+    parameter server) and run folder. The first run trains in a subprocess.
+    """
+    import dataclasses
+    import hashlib
+    import json
+    import shutil
+    import tempfile
+    from importlib import metadata
+
+    from pyscoring.config import Config
+    from tests.conftest import (
+        CACHE_ROOT,
+        CLUSTER_CACHE_KEY_SOURCES,
+        CLUSTER_TRAIN_TIMEOUT_SECONDS,
+        REPO_ROOT,
+        TEST_PATH,
+        TRAIN_PATH,
+        ClusterCensusExport,
+        _cached_export,
+        _sha256_file,
+        _train_into,
+    )
+
+    sources = CLUSTER_CACHE_KEY_SOURCES + (
+        "models/census_hashed_ctr.py",
+        "pyscoring/training/model_module.py",
+    )
+    config = Config(HASHED_OVERRIDES)
+    inputs = {
+        "sources": {name: _sha256_file(REPO_ROOT / name) for name in sources},
+        "config": {key: config[key] for key in config if key.startswith("train.")},
+        "data": {path.name: _sha256_file(path) for path in (TRAIN_PATH, TEST_PATH)},
+        "tensorflow": metadata.version("tensorflow-cpu"),
+        "flink": metadata.version("apache-flink"),
+    }
+    key = "hashed-" + hashlib.sha256(
+        json.dumps(inputs, sort_keys=True).encode()
+    ).hexdigest()[:16]
+    folder = CACHE_ROOT / key
+
+    def as_cluster_export(cached) -> ClusterCensusExport:
+        return ClusterCensusExport(
+            **dataclasses.asdict(cached), run_dir=folder / "checkpoints" / "cluster"
+        )
+
+    cached = _cached_export(folder, config)
+    if cached is not None:
+        logger.info("Reusing cached census_hashed_ctr export %s", cached.version_dir)
+        return as_cluster_export(cached)
+    if folder.exists():
+        shutil.rmtree(folder)
+
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    temp_folder = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=CACHE_ROOT))
+    try:
+        (temp_folder / "cache-key.json").write_text(json.dumps(inputs, indent=2))
+        logger.info("Training the census_hashed_ctr export into %s", temp_folder)
+        _train_into(temp_folder, config, timeout_s=CLUSTER_TRAIN_TIMEOUT_SECONDS)
+        try:
+            os.rename(temp_folder, folder)
+        except OSError:
+            # Another pytest process filled the same key first, so its
+            # folder is used and this one is discarded.
+            if _cached_export(folder, config) is None:
+                raise
+    finally:
+        if temp_folder.exists():
+            shutil.rmtree(temp_folder, ignore_errors=True)
+
+    cached = _cached_export(folder, config)
+    if cached is None:
+        raise RuntimeError(f"training finished but {folder / 'exports'} has no version")
+    return as_cluster_export(cached)

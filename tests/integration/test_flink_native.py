@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pyscoring import census, deploy, jobs
-from pyscoring.metrics import scrape
+from pyscoring.metrics import SOURCE_PENDING_BYTES_METRIC, scrape
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JOB_TIMEOUT_S = 240
@@ -194,10 +194,78 @@ def test_savepoint_resume_at_parallelism_2(census_export, tmp_path):
     assert set(counts) == _expected_keys(census_export)
 
 
+# Deploys twice in one process: a job stopped with a savepoint, then a job
+# restored from it. Prints the job vertex ids of both jobs as JSON; a job
+# vertex id is the hash of its first operator's uid.
+_SAME_PROCESS_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+from pyscoring import deploy, jobs, standalone
+from pyscoring.config import Config
+
+export_dir, input_path, output_dir, savepoints = (Path(arg) for arg in sys.argv[1:5])
+config = Config({"deploy.checkpoint-interval-ms": 500, "source.rows-per-second": 150})
+request = deploy.DeployRequest(model_dir=export_dir, output_dir=output_dir,
+                               input_path=input_path, config=config)
+
+def vertex_ids(job):
+    jobs.wait_for_state(jobs.RestClient(job.rest_address), job.job_id, {"RUNNING"})
+    plan = standalone.rest_get(job.rest_address, f"/jobs/{job.job_id}/plan")["plan"]
+    return sorted(node["id"] for node in plan["nodes"])
+
+def rows_written(folder):
+    return sum(len(path.read_text().splitlines()) for path in folder.rglob("*") if path.is_file())
+
+first = deploy.deploy(request)
+first_ids = vertex_ids(first)
+deadline = time.monotonic() + 180
+while rows_written(output_dir / "scores") < 300:
+    assert time.monotonic() < deadline, "the first job wrote no 300 rows"
+    time.sleep(0.2)
+savepoint = jobs.RestClient(first.rest_address).stop_with_savepoint(first.job_id, savepoints)
+first.wait(180)
+first.targets_writer.clear()
+
+request.restore_path = savepoint
+second = deploy.deploy(request)
+second_ids = vertex_ids(second)
+second.wait(180)
+second.targets_writer.clear()
+print(json.dumps({"first": first_ids, "second": second_ids, "savepoint": str(savepoint)}))
+"""
+
+
+def test_savepoint_resumes_in_same_process(census_export, tmp_path):
+    input_path = tmp_path / "rows.txt"
+    lines = census_export.test_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    input_path.write_text("".join(lines[:1200]), encoding="utf-8")
+    output_dir = tmp_path / "out"
+
+    completed = _run(["-c", _SAME_PROCESS_SCRIPT, str(census_export.export_dir), str(input_path),
+                      str(output_dir), str(tmp_path / "savepoints")])
+    printed = json.loads(completed.stdout.strip().splitlines()[-1])
+
+    assert printed["first"], "the first job's plan lists no vertices"
+    assert printed["second"] == printed["first"], "the restored job has other operator uids"
+    assert Path(printed["savepoint"]).is_dir()
+    written = deploy.read_json_lines(output_dir / "scores") + deploy.read_json_lines(
+        output_dir / "dead-letters"
+    )
+    counts = collections.Counter(row["key"] for row in written)
+    assert [key for key, count in counts.items() if count > 1] == [], "rows written twice"
+    data = census.load(input_path)
+    assert set(counts) == set(census.row_keys(input_path, data.line_numbers))
+
+
 @dataclasses.dataclass
 class ColumnsRun:
     scores: list[dict]
     scrape: dict
+    # Values of pyscoring_source_pending_bytes by source operator, one per scrape, in order.
+    # The job reads its input with two line-source operators, because the
+    # dead-letter insert scans the parsed rows again beside the DataStream
+    # round trip of the scored rows (deploy.register_scored_view).
+    pending_bytes: dict[str, list[float]]
     started_at: float
     rows: int
     output_dir: Path
@@ -233,27 +301,34 @@ def columns_run(census_export, tmp_path_factory) -> ColumnsRun:
     ], log)
     # The first scrape with an end-to-end latency sample is kept: rows still
     # stream then, while a later scrape may come after the job released its model.
+    # The source's backlog is scraped until the job ends.
     families: dict = {}
+    pending_bytes: dict[str, list[float]] = collections.defaultdict(list)
     targets_file = output_dir / "prometheus-targets.json"
     try:
-        while process.poll() is None and not families:
+        while process.poll() is None:
             targets = json.loads(targets_file.read_text()) if targets_file.is_file() else []
             if targets and targets[0]["targets"]:
                 try:
                     scraped = scrape(targets[0]["targets"][0])
                 except OSError:
                     scraped = {}
+                backlog = scraped.get(SOURCE_PENDING_BYTES_METRIC)
+                if backlog is not None:
+                    for sample in backlog.samples:
+                        pending_bytes[sample.labels["operator_name"]].append(sample.value)
                 latency = scraped.get("pyscoring_end_to_end_latency_seconds")
-                if latency is not None and any(
+                if not families and latency is not None and any(
                     sample.name.endswith("_count") and sample.value > 0 for sample in latency.samples
                 ):
                     families = scraped
-            time.sleep(0.3)
+            time.sleep(0.2)
     finally:
         _finish(process, log)
     return ColumnsRun(
         scores=deploy.read_json_lines(output_dir / "scores"),
         scrape=families,
+        pending_bytes=dict(pending_bytes),
         started_at=started_at,
         rows=len(lines),
         output_dir=output_dir,
@@ -308,6 +383,15 @@ def test_readiness_and_latency_in_scrape(columns_run):
     assert count >= 1
     # Every event time is the moment the input file was written, before the job started.
     assert 0 < total / count < time.time() - columns_run.started_at + 5
+
+
+def test_line_source_backlog_falls_to_zero(columns_run):
+    series = columns_run.pending_bytes
+    assert series, f"no scrape served {SOURCE_PENDING_BYTES_METRIC}"
+    assert max(max(values) for values in series.values()) > 0, "no scrape saw a backlog"
+    for operator, values in series.items():
+        assert values[-1] == 0, f"the backlog of {operator} ended at {values[-1]} bytes"
+        assert values == sorted(values, reverse=True), f"the backlog of {operator} grew"
 
 
 def test_restart_without_savepoint_warns(columns_run, census_export, tmp_path):

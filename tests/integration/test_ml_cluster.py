@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,6 +68,43 @@ def build_stream(env, table_env):
 result = train_stream(Config(arguments["config"]), build_stream, arguments["test_path"],
                       arguments["export_dir"], arguments["checkpoint_dir"],
                       model_params=ModelParams(numeric_stats=stats))
+print("EXPORTED", json.dumps({"version": result.version, "path": result.path}))
+"""
+
+_TABLE_SCRIPT = """
+import json, logging, sys
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+from models.census_wide_deep import ModelParams, compute_numeric_stats
+from pyscoring import census
+from pyscoring.config import Config
+from pyscoring.training.cluster import train_table
+arguments = json.loads(sys.argv[1])
+stats = compute_numeric_stats(census.load(arguments["train_path"]).features)
+
+def build_table(table_env):
+    # A filesystem CSV table of every field as text; the query trims the
+    # spaces after the file's commas and types the columns.
+    path = arguments["train_path"].replace("'", "''")
+    fields = ", ".join(f"`{column.name}` STRING" for column in census.COLUMNS)
+    table_env.execute_sql(
+        f"CREATE TEMPORARY TABLE census_csv ({fields}) WITH ('connector' = 'filesystem', "
+        f"'path' = '{path}', 'format' = 'csv', 'csv.ignore-parse-errors' = 'true')")
+    selected = []
+    for column in census.COLUMNS:
+        value = f"TRIM(`{column.name}`)"
+        if column.name == census.LABEL_COLUMN:
+            selected.append(f"CASE WHEN {value} LIKE '>50K%' THEN 1 ELSE 0 END AS `{column.name}`")
+        elif column.dtype == "int64":
+            selected.append(f"CAST({value} AS BIGINT) AS `{column.name}`")
+        else:
+            selected.append(f"{value} AS `{column.name}`")
+    return table_env.sql_query(
+        f"SELECT {', '.join(selected)} FROM census_csv "
+        "WHERE `income` IS NOT NULL AND TRIM(`age`) <> ''")
+
+result = train_table(Config(arguments["config"]), build_table, arguments["test_path"],
+                     arguments["export_dir"], arguments["checkpoint_dir"],
+                     model_params=ModelParams(numeric_stats=stats))
 print("EXPORTED", json.dumps({"version": result.version, "path": result.path}))
 """
 
@@ -290,6 +329,108 @@ def test_stream_exports_several_versions(tmp_path):
     assert node_processes(str(tmp_path)) == []
 
 
+def test_stream_exports_every_seconds(tmp_path):
+    max_steps = 120
+    config = {"train.workers": 1, "train.ps": 1, "train.batch-size": 128,
+              "train.max-steps": max_steps, "train.export-every-seconds": 2}
+    test_path = write_head(DATA_DIR / "adult.test", tmp_path / "adult.test", 2000)
+    # 800 rows/s are about 6 steps/s, so training lasts about 20 s.
+    process, _ = start_job(_STREAM_SCRIPT, tmp_path, config, test_path=test_path,
+                           rows_per_second=800)
+    try:
+        finish_job(process, tmp_path)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+    exports = tmp_path / "exports"
+    trainings = [manifest.read_manifest(manifest.version_path(exports, version))["training"]
+                 for version in manifest.list_versions(exports)]
+    steps = [training["global_step"] for training in trainings]
+    # Only the seconds trigger writes versions before max-steps; the last
+    # version is the export at the end of training.
+    periodic = [step for step in steps if step < max_steps]
+    assert len(periodic) >= 2, steps
+    assert steps == sorted(steps)
+    assert steps[-1] >= max_steps
+    assert node_processes(str(tmp_path)) == []
+
+
+# Chief and evaluator nodes.
+
+def test_chief_and_evaluator_nodes(tmp_path):
+    config = {"train.workers": 1, "train.ps": 1, "train.chief": True, "train.evaluator": True,
+              "train.epochs": 2, "train.checkpoint-every-steps": 100}
+    process, _ = start_job(_BOUNDED_SCRIPT, tmp_path, config)
+    try:
+        output = finish_job(process, tmp_path)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+    run_dir = tmp_path / "checkpoints" / "cluster"
+    registered = {event["node"] for event in read_events(run_dir)
+                  if event["event"] == "register"}
+    assert registered == {"worker:0", "ps:0", "chief:0", "evaluator:0"}
+    assert transitions(run_dir, "failing over") == []
+    assert len(transitions(run_dir, "finished")) == 1
+
+    logs = run_dir / "logs" / "v0"
+    assert "Exported version 1 " in (logs / "chief-0.log").read_text()
+    assert "Exported version" not in (logs / "worker-0.log").read_text()
+    result = final_result(run_dir)["result"]
+    assert result["examples"] == 0, "the chief node trained on records"
+    assert result["workers"]["worker:0"]["examples"] > 0
+
+    exported = json.loads(output.rsplit("EXPORTED ", 1)[1].splitlines()[0])
+    training = manifest.read_manifest(exported["path"])["training"]
+    assert training["workers"] == 1
+    assert training["ps"] == 1
+    assert training["metrics"]["auc"] >= 0.85
+
+    evaluations = [json.loads(line) for line in
+                   (run_dir / "evaluations.jsonl").read_text().splitlines()]
+    assert len(evaluations) >= 1
+    assert result["evaluator"]["evaluations"] == len(evaluations)
+    assert {"auc", "accuracy", "loss", "global_step"} <= set(evaluations[-1])
+    assert evaluations[-1]["global_step"] == training["global_step"]
+    assert evaluations[-1]["auc"] == pytest.approx(training["metrics"]["auc"], abs=1e-6)
+    assert "Evaluated model.ckpt-" in (logs / "evaluator-0.log").read_text()
+    assert node_processes(str(tmp_path)) == []
+
+
+# Bounded input from a Flink table.
+
+def test_table_input_trains_hash_shares(tmp_path):
+    config = {"train.workers": 2, "train.ps": 1, "train.epochs": 2, "train.batch-size": 256}
+    process, arguments = start_job(_TABLE_SCRIPT, tmp_path, config)
+    try:
+        output = finish_job(process, tmp_path)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+    counted = re.search(r"Counted (\d+) rows of the training table .* shares per worker: "
+                        r"\[(\d+), (\d+)\]", output)
+    assert counted, output[-3000:]
+    rows, shares = int(counted[1]), [int(counted[2]), int(counted[3])]
+    assert rows == census.load(arguments["train_path"]).num_rows
+    assert sum(shares) == rows
+    assert min(shares) > rows // 4, f"the hash split {rows} rows unevenly: {shares}"
+
+    run_dir = tmp_path / "checkpoints" / "cluster"
+    last_step = 2 * sum(math.ceil(share / 256) for share in shares)
+    result = final_result(run_dir)
+    assert result["version"] == 0
+    assert result["result"]["global_step"] >= last_step
+
+    exported = json.loads(output.rsplit("EXPORTED ", 1)[1].splitlines()[0])
+    training = manifest.read_manifest(exported["path"])["training"]
+    assert training["workers"] == 2
+    assert training["ps"] == 1
+    assert training["metrics"]["auc"] >= 0.85
+
+
 # Slow tests: 1 worker and 1 parameter server on the first 3000 rows.
 
 SMALL_CONFIG = {"train.workers": 1, "train.ps": 1, "train.epochs": 10,
@@ -437,3 +578,29 @@ def test_exhausted_restarts_fail_with_reason(tmp_path, small_files):
     assert "worker:0" in output
     assert "exit code -9" in output
     wait_for(lambda: node_processes(str(tmp_path)) == [], 30, "the node processes to exit")
+
+
+@pytest.mark.slow
+def test_chief_node_sigkill_restarts_from_checkpoint(tmp_path, small_files):
+    train_path, test_path = small_files
+    config = dict(SMALL_CONFIG, **{"train.chief": True, "train.evaluator": True})
+    process, _ = start_job(_BOUNDED_SCRIPT, tmp_path, config, train_path, test_path)
+    run_dir = tmp_path / "checkpoints" / "cluster"
+    try:
+        wait_for(lambda: latest_checkpoint_step(tmp_path / "checkpoints") >= 20, 400,
+                 "a checkpoint at step 20 or later")
+        checkpoint_step = latest_checkpoint_step(tmp_path / "checkpoints")
+        os.kill(node_pid(run_dir, "chief:0", 0), signal.SIGKILL)
+        finish_job(process, tmp_path)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+    failovers = transitions(run_dir, "failing over")
+    assert len(failovers) == 1
+    assert failovers[0]["node"] == "chief:0"
+    result = final_result(run_dir)
+    assert result["version"] == 1
+    assert result["result"]["start_step"] >= checkpoint_step > 0
+    assert result["result"]["global_step"] >= SMALL_LAST_STEP
+    assert "Exported version 1 " in (run_dir / "logs" / "v1" / "chief-0.log").read_text()

@@ -1,9 +1,9 @@
 """Scoring from Kafka to Kafka on a standalone cluster of one job manager and two task managers.
 
 The model is trained with 2 workers and 2 parameter servers on the Flink ML
-cluster (`pyscoring train --workers 2 --ps 2`, which runs in its own
-embedded mini cluster). `pyscoring deploy --jobmanager` then submits the
-scorer to the standalone cluster: census rows come from a Kafka topic and
+cluster, which `pyscoring train --workers 2 --ps 2 --jobmanager` submits to
+the standalone cluster. `pyscoring deploy --jobmanager` then submits the
+scorer to the same cluster: census rows come from a Kafka topic and
 scores go to another through Flink's Kafka SQL connector in exactly-once
 mode, read back with isolation.level=read_committed. Every process (Flink,
 Kafka, the deploy client) runs on 127.0.0.1 and is stopped by the fixtures.
@@ -27,7 +27,12 @@ from pathlib import Path
 import pytest
 
 from pyscoring import census, deploy, manifest, standalone
-from pyscoring.metrics import counter_total, scrape
+from pyscoring.metrics import (
+    SOURCE_PENDING_RECORDS_METRIC,
+    SOURCE_RECORDS_LAG_MAX_METRIC,
+    counter_total,
+    scrape,
+)
 from tests.integration.conftest import free_port
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
@@ -66,23 +71,48 @@ def _census_records() -> list[tuple[str, str]]:
     return records
 
 
+@dataclasses.dataclass
+class ClusterTraining:
+    export_dir: Path
+    # Output of the train command, stdout then stderr.
+    output: str
+
+
 @pytest.fixture(scope="module")
-def cluster_trained_export(tmp_path_factory) -> Path:
-    """Return the export directory of a census model trained with 2 workers and 2 PS."""
+def cluster_training(flink_cluster, tmp_path_factory) -> ClusterTraining:
+    """Train the census model with 2 workers and 2 PS as a job of the standalone cluster."""
     folder = tmp_path_factory.mktemp("ml-cluster-training")
     completed = subprocess.run(
         [sys.executable, "-m", "pyscoring.cli", "train", "--workers", "2", "--ps", "2",
-         "--export-dir", str(folder / "exports")],
+         "--jobmanager", flink_cluster.rest_address, "--export-dir", str(folder / "exports")],
         capture_output=True, text=True, timeout=TRAIN_TIMEOUT_S, cwd=REPO_ROOT,
     )
-    (folder / "train.log").write_text(completed.stdout + completed.stderr)
-    assert completed.returncode == 0, completed.stderr[-4000:]
+    output = completed.stdout + completed.stderr
+    (folder / "train.log").write_text(output)
+    assert completed.returncode == 0, output[-4000:]
     version = manifest.latest_version(folder / "exports")
     assert version is not None, completed.stdout
     model = manifest.read_manifest(manifest.version_path(folder / "exports", version))
     assert model["training"]["workers"] == 2
     assert model["training"]["ps"] == 2
-    return folder / "exports"
+    return ClusterTraining(folder / "exports", output)
+
+
+@pytest.fixture(scope="module")
+def cluster_trained_export(cluster_training) -> Path:
+    """Return the export directory of a census model trained with 2 workers and 2 PS."""
+    return cluster_training.export_dir
+
+
+def test_training_runs_on_standalone_cluster(cluster_training, flink_cluster):
+    lines = [line for line in cluster_training.output.splitlines()
+             if "runs on the Flink cluster at " + flink_cluster.rest_address in line]
+    assert lines, "train printed no job id and web UI address of the cluster"
+    job_id = lines[0].split("Training job ", 1)[1].split()[0]
+    assert f"http://{flink_cluster.rest_address}/#/job/running/{job_id}/overview" in lines[0]
+    job = _job(flink_cluster, job_id)
+    assert job["state"] == "FINISHED"
+    assert job["name"].startswith("pyscoring-train 2w+2ps")
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +177,12 @@ class CommittedKeys:
             self.counts[row["key"]] += 1
             self.rows[row["key"]] = row
 
-    def wait_for(self, expected: set[str], timeout_s: float, process=None) -> None:
-        """Read until every expected key arrived, then QUIET_S more; fail on timeout."""
+    def wait_for(self, expected: set[str], timeout_s: float, process=None,
+                 on_poll=None) -> None:
+        """Read until every expected key arrived, then QUIET_S more; fail on timeout.
+
+        `on_poll` is called after every second of reading until the keys arrived.
+        """
         deadline = time.monotonic() + timeout_s
         while not expected <= self.counts.keys():
             if process is not None and process.poll() is not None:
@@ -159,6 +193,8 @@ class CommittedKeys:
                 pytest.fail(f"{missing} of {len(expected)} keys did not arrive in {self.topic} "
                             f"within {timeout_s:.0f} s")
             self.poll_for(1.0)
+            if on_poll is not None:
+                on_poll()
         self.poll_for(QUIET_S)
 
     def close(self) -> None:
@@ -252,6 +288,9 @@ class KafkaRun:
     # Task-manager process id to the pyscoring_predictions_total its endpoint served.
     predictions_by_pid: dict[int, float]
     taskmanager_pids: set[int]
+    # Backlog gauges of the Kafka source by metric name: (operator, subtask) to
+    # the value in each scrape, in order. Scraped while the scores arrived.
+    backlog: dict[str, dict[tuple[str, str], list[float]]]
 
 
 @pytest.fixture(scope="module")
@@ -265,15 +304,33 @@ def kafka_run(flink_cluster, kafka_broker, cluster_trained_export, tmp_path_fact
     dead_letters = CommittedKeys(kafka_broker, "census-scores-dead-letters")
     run = _start_deploy(flink_cluster, kafka_broker, cluster_trained_export, "census-rows",
                         "census-scores", tmp_path_factory.mktemp("kafka-deploy"))
+    backlog: dict[str, dict[tuple[str, str], list[float]]] = {
+        SOURCE_PENDING_RECORDS_METRIC: collections.defaultdict(list),
+        SOURCE_RECORDS_LAG_MAX_METRIC: collections.defaultdict(list),
+    }
+    endpoints_dir = Path(f"{run.output_dir / 'prometheus-targets.json'}.d")
+
+    def scrape_backlog() -> None:
+        for path in endpoints_dir.glob("jvm-*.json"):
+            try:
+                families = scrape(json.loads(path.read_text())["target"])
+            except (OSError, ValueError):
+                continue
+            for name, series in backlog.items():
+                family = families.get(name)
+                for sample in family.samples if family else []:
+                    key = (sample.labels["operator_name"], sample.labels["subtask_index"])
+                    series[key].append(sample.value)
+
     try:
-        scores.wait_for(expected, DELIVERY_TIMEOUT_S, run.process)
+        scores.wait_for(expected, DELIVERY_TIMEOUT_S, run.process, on_poll=scrape_backlog)
+        scrape_backlog()
         dead_letters.poll_for(2.0)
         job_state = _job(flink_cluster, run.job_id)["state"]
 
         # Each task manager's scorer records its endpoint in the targets
         # folder as jvm-<pid>.json, so endpoints map to processes.
         predictions_by_pid = {}
-        endpoints_dir = Path(f"{run.output_dir / 'prometheus-targets.json'}.d")
         for path in endpoints_dir.glob("jvm-*.json"):
             endpoint = json.loads(path.read_text())
             family = scrape(endpoint["target"]).get("pyscoring_predictions")
@@ -292,6 +349,7 @@ def kafka_run(flink_cluster, kafka_broker, cluster_trained_export, tmp_path_fact
         job_state=job_state,
         predictions_by_pid=predictions_by_pid,
         taskmanager_pids={process.pid for process in flink_cluster.taskmanagers},
+        backlog={name: dict(series) for name, series in backlog.items()},
     )
 
 
@@ -315,6 +373,17 @@ def test_both_taskmanagers_serve_scored_rows(kafka_run):
     assert sum(kafka_run.predictions_by_pid.values()) >= len(kafka_run.expected)
 
 
+def test_kafka_backlog_in_scrape(kafka_run):
+    pending = kafka_run.backlog[SOURCE_PENDING_RECORDS_METRIC]
+    lag_max = kafka_run.backlog[SOURCE_RECORDS_LAG_MAX_METRIC]
+    # One series per source subtask; each reads one of the 2 partitions.
+    assert {subtask for _, subtask in pending} == {"0", "1"}, pending.keys()
+    assert set(lag_max) == set(pending)
+    for key, values in pending.items():
+        assert all(value >= 0 for value in values), (key, values)
+        assert values[-1] == 0, f"{key} still had {values[-1]} pending records after the last score"
+
+
 def test_taskmanager_kill_keeps_exactly_once(
     kafka_run, flink_cluster, kafka_broker, cluster_trained_export, tmp_path
 ):
@@ -325,11 +394,12 @@ def test_taskmanager_kill_keeps_exactly_once(
     expected = {key for key, _ in records}
 
     scores = CommittedKeys(kafka_broker, "kill-scores")
-    # Until the replacement task manager registers, every restart (1 s apart)
-    # fails at once for want of a slot, so the restart budget has to outlast
-    # the replacement's start: up to a minute on a busy 2-core machine.
+    # Until the replacement task manager registers, restarts can fail for
+    # want of a slot. The default restart strategy on a cluster
+    # (exponential-delay, about 13 minutes of restarts) outlasts the
+    # replacement's start, up to a minute on a busy 2-core machine.
     run = _start_deploy(flink_cluster, kafka_broker, cluster_trained_export, "kill-rows",
-                        "kill-scores", tmp_path / "deploy", "deploy.restart-attempts=300")
+                        "kill-scores", tmp_path / "deploy")
     try:
         deadline = time.monotonic() + DELIVERY_TIMEOUT_S
         while sum(scores.counts.values()) < 1000:

@@ -62,7 +62,7 @@ def test_statements_route_scores_and_dead_letters(tmp_path):
 
 
 def test_quotes_in_paths_are_escaped(tmp_path):
-    assert deploy._quote("it's") == "'it''s'"
+    assert deploy.sql_literal("it's") == "'it''s'"
 
 
 def test_missing_model_directory_names_path(tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pyscoring import standalone
+from pyscoring import jobs, standalone
 from pyscoring.config import Config, ConfigError
 
 
@@ -47,6 +47,50 @@ def test_configuration_advertises_metric_settings(tmp_path):
     entries = standalone.flink_configuration(settings, tmp_path)
     assert entries["pyscoring.metrics.port-range"] == "19000-19009"
     assert entries["pyscoring.metrics.host"] == "127.0.0.1"
+
+
+def test_configuration_installs_backlog_reporter(tmp_path):
+    settings = standalone.ClusterSettings(metrics_port_range="19000-19009")
+    entries = standalone.flink_configuration(settings, tmp_path)
+    assert entries["metrics.reporter.pyscoring.factory.class"] == (
+        "io.pyscoring.metrics.SourceBacklogReporterFactory"
+    )
+    assert entries["metrics.reporter.pyscoring.host"] == "127.0.0.1"
+    assert entries["metrics.reporter.pyscoring.port-range"] == "19000-19009"
+
+
+def test_restart_defaults_outlast_taskmanager_start():
+    settings = jobs.restart_settings(Config(), "deploy", on_cluster=True)
+    assert settings["restart-strategy.type"] == "exponential-delay"
+    attempts = int(settings["restart-strategy.exponential-delay.attempts-before-reset-backoff"])
+    # Delays without jitter: 1 s doubling up to 30 s.
+    delays = [min(2 ** attempt, 30) for attempt in range(attempts)]
+    assert sum(delays) >= 600, "the default budget must outlast a slow task-manager start"
+
+
+def test_restart_defaults_in_mini_cluster():
+    settings = jobs.restart_settings(Config(), "deploy", on_cluster=False)
+    assert settings == {
+        "restart-strategy.type": "fixed-delay",
+        "restart-strategy.fixed-delay.attempts": "3",
+        "restart-strategy.fixed-delay.delay": "1000 ms",
+    }
+
+
+@pytest.mark.parametrize("prefix", ["deploy", "train"])
+def test_restart_strategy_configurable(prefix):
+    config = Config({f"{prefix}.restart-strategy": "fixed-delay",
+                     f"{prefix}.restart-attempts": 7, f"{prefix}.restart-delay-ms": 2500})
+    settings = jobs.restart_settings(config, prefix, on_cluster=True, extra_attempts=2)
+    assert settings["restart-strategy.type"] == "fixed-delay"
+    assert settings["restart-strategy.fixed-delay.attempts"] == "9"
+    assert settings["restart-strategy.fixed-delay.delay"] == "2500 ms"
+
+
+def test_restart_max_delay_below_first_rejected():
+    config = Config({"train.restart-delay-ms": 5000, "train.restart-max-delay-ms": 1000})
+    with pytest.raises(ConfigError, match="train.restart-max-delay-ms=1000 is below"):
+        jobs.restart_settings(config, "train", on_cluster=True)
 
 
 def test_flink_options_override_generated_entries(tmp_path):

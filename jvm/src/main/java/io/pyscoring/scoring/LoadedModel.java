@@ -26,6 +26,7 @@ final class LoadedModel {
 
     private static final Logger LOG = LoggerFactory.getLogger(LoadedModel.class);
     private static final Map<String, LoadedModel> LOADED = new HashMap<>();
+    private static final Map<String, Integer> LOADS_BY_VERSION_DIR = new HashMap<>();
 
     final ModelSpec spec;
     final SessionFunction function;
@@ -42,6 +43,14 @@ final class LoadedModel {
         this.tensorFlowVersion = TensorFlow.version();
     }
 
+    /**
+     * Returns how many times this JVM has loaded the SavedModel in {@code versionDir}, an absolute
+     * path. The PS scoring path must leave it at zero.
+     */
+    static synchronized int loadsOf(String versionDir) {
+        return LOADS_BY_VERSION_DIR.getOrDefault(versionDir, 0);
+    }
+
     /** Returns the loaded model of {@code spec}, loading it on first use. Thread-safe. */
     static synchronized LoadedModel acquire(ModelSpec spec, ScoringOptions options) {
         long variableBytes = checkBudget(spec, options);
@@ -55,6 +64,7 @@ final class LoadedModel {
         if (model == null) {
             model = load(spec, options, key, variableBytes);
             LOADED.put(key, model);
+            LOADS_BY_VERSION_DIR.merge(spec.versionDir().toAbsolutePath().toString(), 1, Integer::sum);
         }
         model.users++;
         return model;

@@ -43,6 +43,14 @@ public final class ModelCheck {
     private ModelCheck() {}
 
     /**
+     * Returns how many times the scorers of this JVM have loaded the SavedModel in {@code
+     * versionDir}, an absolute path. Pre-flight checks do not count.
+     */
+    public static int scorerLoads(String versionDir) {
+        return LoadedModel.loadsOf(versionDir);
+    }
+
+    /**
      * Checks that {@code modelPath} (an export directory or one version folder) can be scored:
      * the manifest, the files staying inside the export directory, the graph's ops, the budget
      * and a full load with the signature compared to the manifest. The model is closed again
