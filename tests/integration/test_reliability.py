@@ -271,11 +271,24 @@ def run_with_injected_failures(census_export, tmp_path: Path, name: str) -> tupl
     return scores, dead, _injected_failures() - failures_before
 
 
+def _scorer_loads(version_dir: Path) -> int:
+    from pyflink import java_gateway
+
+    if java_gateway._gateway is None:
+        return 0
+    model_check = java_gateway.get_gateway().jvm.io.pyscoring.scoring.ModelCheck
+    return model_check.scorerLoads(str(Path(version_dir).resolve()))
+
+
 def test_injected_failures_give_exactly_once(census_export, tmp_path):
+    loads_before = _scorer_loads(census_export.version_dir)
     scores, dead, failures = run_with_injected_failures(census_export, tmp_path, "failures")
     keys = [row["key"] for row in scores] + [row["key"] for row in dead]
     expected = {f"failures.test:{number}" for number in range(1, EXACTLY_ONCE_ROWS + 1)}
     assert failures == 3
+    # Every attempt reopened the model in this process's one Flink JVM, whose
+    # TensorFlow native library stayed loaded across the restarts.
+    assert _scorer_loads(census_export.version_dir) - loads_before >= 1 + failures
     assert not dead
     assert len(keys) == len(set(keys)), "a row was written twice"
     assert set(keys) == expected
