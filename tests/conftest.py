@@ -221,30 +221,8 @@ def census_export_2w2ps() -> ClusterCensusExport:
     cluster in a subprocess, which took about 90 s on a busy 2-core machine.
     The run folder (checkpoints/cluster/) contains the node logs and events.
     """
-    config = Config(CENSUS_2W2PS_OVERRIDES)
-    inputs = {
-        "sources": {
-            name: _sha256_file(REPO_ROOT / name) for name in CLUSTER_CACHE_KEY_SOURCES
-        },
-        "config": {key: config[key] for key in config if key.startswith("train.")},
-        "data": {path.name: _sha256_file(path) for path in (TRAIN_PATH, TEST_PATH)},
-        "tensorflow": metadata.version("tensorflow-cpu"),
-        "flink": metadata.version("apache-flink"),
-    }
-    key = "2w2ps-" + hashlib.sha256(
-        json.dumps(inputs, sort_keys=True).encode()
-    ).hexdigest()[:16]
-    folder = CACHE_ROOT / key
-
-    def as_cluster_export(cached: CensusExport) -> ClusterCensusExport:
-        return ClusterCensusExport(
-            **dataclasses.asdict(cached), run_dir=folder / "checkpoints" / "cluster"
-        )
-
-    cached = _cached_export(folder, config)
-    if cached is not None:
-        logger.info("Reusing cached 2w2ps census export %s", cached.version_dir)
-        return as_cluster_export(cached)
+    return cached_cluster_export("2w2ps", Config(CENSUS_2W2PS_OVERRIDES),
+                                 CLUSTER_CACHE_KEY_SOURCES)
     if folder.exists():
         shutil.rmtree(folder)
 
@@ -256,6 +234,63 @@ def census_export_2w2ps() -> ClusterCensusExport:
         try:
             os.rename(temp_folder, folder)
         except OSError:
+            if _cached_export(folder, config) is None:
+                raise
+    finally:
+        if temp_folder.exists():
+            shutil.rmtree(temp_folder, ignore_errors=True)
+
+    cached = _cached_export(folder, config)
+    if cached is None:
+        raise RuntimeError(f"training finished but {folder / 'exports'} has no version")
+    return as_cluster_export(cached)
+
+
+def cached_cluster_export(prefix: str, config: Config,
+                          sources: tuple[str, ...]) -> ClusterCensusExport:
+    """Return the export that `config` trains on the ML cluster, cached in build/test-cache/.
+
+    The folder is `<prefix>-<key>`, where the key is a sha256 over the
+    `sources` files, the train.* keys of `config`, the data files and the
+    TensorFlow and Flink versions. A new folder is written under a
+    temporary name and renamed into place, so parallel runs never see half
+    a cache.
+    """
+    inputs = {
+        "sources": {name: _sha256_file(REPO_ROOT / name) for name in sources},
+        "config": {key: config[key] for key in config if key.startswith("train.")},
+        "data": {path.name: _sha256_file(path) for path in (TRAIN_PATH, TEST_PATH)},
+        "tensorflow": metadata.version("tensorflow-cpu"),
+        "flink": metadata.version("apache-flink"),
+    }
+    key = f"{prefix}-" + hashlib.sha256(
+        json.dumps(inputs, sort_keys=True).encode()
+    ).hexdigest()[:16]
+    folder = CACHE_ROOT / key
+
+    def as_cluster_export(cached: CensusExport) -> ClusterCensusExport:
+        return ClusterCensusExport(
+            **dataclasses.asdict(cached), run_dir=folder / "checkpoints" / "cluster"
+        )
+
+    cached = _cached_export(folder, config)
+    if cached is not None:
+        logger.info("Reusing the cached %s export %s", prefix, cached.version_dir)
+        return as_cluster_export(cached)
+    if folder.exists():
+        shutil.rmtree(folder)
+
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    temp_folder = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=CACHE_ROOT))
+    try:
+        (temp_folder / "cache-key.json").write_text(json.dumps(inputs, indent=2))
+        logger.info("Training the %s export into %s", prefix, temp_folder)
+        _train_into(temp_folder, config, timeout_s=CLUSTER_TRAIN_TIMEOUT_SECONDS)
+        try:
+            os.rename(temp_folder, folder)
+        except OSError:
+            # Another pytest process filled the same key first, so its
+            # folder is used and this one is discarded.
             if _cached_export(folder, config) is None:
                 raise
     finally:

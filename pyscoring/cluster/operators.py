@@ -73,6 +73,23 @@ class HoldDelay(MapFunction):
         return value
 
 
+def start_application_manager(job: dict[str, Any], version: int):
+    """Start the AM of cluster `version` of `job`; return it and its address."""
+    from pyscoring.cluster.am import ApplicationManager
+
+    if version:
+        logger.warning("Starting cluster version %d: restart %d of at most %d",
+                       version, version, job["restart_attempts"])
+    am = ApplicationManager(
+        workers=job["workers"], ps=job["ps"], secret=job["secret"],
+        version=version, run_dir=job["run_dir"],
+        heartbeat_timeout_s=job["config"]["train.heartbeat-timeout-ms"] / 1000,
+        register_timeout_s=job["config"]["train.register-timeout-ms"] / 1000,
+        chief=job.get("chief", 0), evaluator=job.get("evaluator", 0),
+    )
+    return am, am.start(job["am_host"])
+
+
 class ApplicationManagerFunction(FlatMapFunction):
     """The AM operator (parallelism 1); `job` is the job description from job.py."""
 
@@ -86,21 +103,8 @@ class ApplicationManagerFunction(FlatMapFunction):
         self._version = runtime_context.get_attempt_number()
 
     def flat_map(self, value):
-        from pyscoring.cluster.am import ApplicationManager
-
         if value == 0:
-            job = self._job
-            if self._version:
-                logger.warning("Starting cluster version %d: restart %d of at most %d",
-                               self._version, self._version, job["restart_attempts"])
-            self._am = ApplicationManager(
-                workers=job["workers"], ps=job["ps"], secret=job["secret"],
-                version=self._version, run_dir=job["run_dir"],
-                heartbeat_timeout_s=job["config"]["train.heartbeat-timeout-ms"] / 1000,
-                register_timeout_s=job["config"]["train.register-timeout-ms"] / 1000,
-                chief=job.get("chief", 0), evaluator=job.get("evaluator", 0),
-            )
-            address = self._am.start(job["am_host"])
+            self._am, address = start_application_manager(self._job, self._version)
             yield message("am", address=address, version=self._version)
             return
         if self._am is None:

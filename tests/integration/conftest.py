@@ -13,19 +13,36 @@ import pytest
 logger = logging.getLogger(__name__)
 
 
+# Variables that pyscoring itself sets for PyFlink (pyscoring._internal.flink_env).
+_OWN_VARIABLES = {"FLINK_HOME", "FLINK_LIB_DIR", "FLINK_PLUGINS_DIR", "FLINK_OPT_DIR"}
+
+
+@pytest.fixture(scope="session")
+def _environment_at_start():
+    return dict(os.environ)
+
+
+def _restore_environment(start: dict[str, str]) -> None:
+    for key in set(os.environ) - set(start) - _OWN_VARIABLES:
+        del os.environ[key]
+    for key, value in start.items():
+        if os.environ.get(key) != value and key not in _OWN_VARIABLES:
+            os.environ[key] = value
+
+
 @pytest.fixture(autouse=True)
-def _keep_pyflink_gateway_enabled():
-    """Remove PYFLINK_GATEWAY_DISABLED from the test process before and after each test.
+def _keep_environment(_environment_at_start):
+    """Put back the test process's environment before and after each test.
 
     Python operators of a mini-cluster job run inside the test process, and
-    PyFlink's worker pool copies its settings into os.environ there,
-    PYFLINK_GATEWAY_DISABLED=true included. A PyFlink process that a test
-    starts later would inherit it and refuse to start its Java gateway. The
-    test process itself keeps the gateway it has.
+    PyFlink's worker pool copies its own settings into os.environ there
+    (PYFLINK_GATEWAY_DISABLED=true and the Java settings of the task
+    manager among them). A PyFlink process that a test starts later would
+    inherit them and fail to start its Java gateway.
     """
-    os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
+    _restore_environment(_environment_at_start)
     yield
-    os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
+    _restore_environment(_environment_at_start)
 
 
 def free_port() -> int:
@@ -106,53 +123,14 @@ def hashed_export():
     folder, manifest, checkpoint folder (two shards per checkpoint, one per
     parameter server) and run folder. The first run trains in a subprocess.
     """
-    import dataclasses
-    import hashlib
-    import json
-    import shutil
-    import tempfile
-    from importlib import metadata
-
     from pyscoring.config import Config
-    from tests.conftest import (
-        CACHE_ROOT,
-        CLUSTER_CACHE_KEY_SOURCES,
-        CLUSTER_TRAIN_TIMEOUT_SECONDS,
-        REPO_ROOT,
-        TEST_PATH,
-        TRAIN_PATH,
-        ClusterCensusExport,
-        _cached_export,
-        _sha256_file,
-        _train_into,
-    )
+    from tests.conftest import CLUSTER_CACHE_KEY_SOURCES, cached_cluster_export
 
     sources = CLUSTER_CACHE_KEY_SOURCES + (
         "models/census_hashed_ctr.py",
         "pyscoring/training/model_module.py",
     )
-    config = Config(HASHED_OVERRIDES)
-    inputs = {
-        "sources": {name: _sha256_file(REPO_ROOT / name) for name in sources},
-        "config": {key: config[key] for key in config if key.startswith("train.")},
-        "data": {path.name: _sha256_file(path) for path in (TRAIN_PATH, TEST_PATH)},
-        "tensorflow": metadata.version("tensorflow-cpu"),
-        "flink": metadata.version("apache-flink"),
-    }
-    key = "hashed-" + hashlib.sha256(
-        json.dumps(inputs, sort_keys=True).encode()
-    ).hexdigest()[:16]
-    folder = CACHE_ROOT / key
-
-    def as_cluster_export(cached) -> ClusterCensusExport:
-        return ClusterCensusExport(
-            **dataclasses.asdict(cached), run_dir=folder / "checkpoints" / "cluster"
-        )
-
-    cached = _cached_export(folder, config)
-    if cached is not None:
-        logger.info("Reusing cached census_hashed_ctr export %s", cached.version_dir)
-        return as_cluster_export(cached)
+    return cached_cluster_export("hashed", Config(HASHED_OVERRIDES), sources)
     if folder.exists():
         shutil.rmtree(folder)
 

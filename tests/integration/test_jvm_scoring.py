@@ -22,6 +22,7 @@ from pyscoring import census, deploy
 from pyscoring.config import Config
 from pyscoring.evaluation import accuracy, roc_auc
 from pyscoring.metrics import LATENCY_METRIC, counter_total, histogram_buckets, scrape
+from tests.integration.jvm_process import jvm_metrics_target, metric_shape
 
 MALFORMED_LINES = [
     "",  # empty line
@@ -52,16 +53,6 @@ def _predictions(target: str, labels: dict) -> float:
     return counter_total(family, labels) if family else 0.0
 
 
-def _running_jvm_metrics_target() -> str | None:
-    """Return the metrics endpoint of this process's Flink JVM, if it has one already."""
-    from pyflink import java_gateway
-
-    if java_gateway._gateway is None:
-        return None
-    port = java_gateway.get_gateway().jvm.io.pyscoring.metrics.ScoringMetrics.get().port()
-    return f"127.0.0.1:{port}" if port > 0 else None
-
-
 @pytest.fixture(scope="session")
 def jvm_census_run(census_export, tmp_path_factory) -> ScoringRun:
     input_dir = tmp_path_factory.mktemp("jvm-input")
@@ -72,7 +63,7 @@ def jvm_census_run(census_export, tmp_path_factory) -> ScoringRun:
     labels = {"model": model["model_name"], "version": str(model["version"]), "path": "jvm"}
 
     # Other tests may have scored this export in this process's JVM already.
-    earlier_target = _running_jvm_metrics_target()
+    earlier_target = jvm_metrics_target()
     predictions_before = _predictions(earlier_target, labels) if earlier_target else 0.0
 
     # A rate limit keeps the job running for several seconds, so the scrape
@@ -218,22 +209,6 @@ def test_jvm_path_job_has_no_python_operator(jvm_census_run):
     assert "Python" not in plan
 
 
-def _shape_of(families: dict) -> dict:
-    """Metric names with their label names and bucket bounds, for comparing endpoints."""
-    shape = {}
-    for name, family in families.items():
-        if not name.startswith("pyscoring_"):
-            continue
-        label_names = set()
-        bounds = set()
-        for sample in family.samples:
-            label_names.update(key for key in sample.labels if key != "le")
-            if "le" in sample.labels:
-                bounds.add(float(sample.labels["le"]))
-        shape[name] = (family.type, frozenset(label_names), frozenset(bounds))
-    return shape
-
-
 def test_python_metrics_match_jvm_metrics(jvm_census_run, tmp_path):
     from pyscoring.metrics import ScoringMetrics
 
@@ -247,8 +222,8 @@ def test_python_metrics_match_jvm_metrics(jvm_census_run, tmp_path):
     port = python_metrics.start_server("127.0.0.1", 9300, 9349, tmp_path / "targets.json")
     assert (tmp_path / "targets.json.d").is_dir()
 
-    python_shape = _shape_of(scrape(f"127.0.0.1:{port}"))
-    jvm_shape = _shape_of(scrape(jvm_census_run.target))
+    python_shape = metric_shape(scrape(f"127.0.0.1:{port}"))
+    jvm_shape = metric_shape(scrape(jvm_census_run.target))
     for name in ("pyscoring_prediction_latency_seconds", "pyscoring_batch_latency_seconds",
                  "pyscoring_batch_size", "pyscoring_predictions", "pyscoring_model_info"):
         assert python_shape[name] == jvm_shape[name], name

@@ -20,7 +20,7 @@ import pytest
 
 from pyscoring import deploy
 from pyscoring.config import Config
-from pyscoring.metrics import counter_total, scrape
+from tests.integration.jvm_process import counter, scorer_loads, scrape_jvm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_MODELS = REPO_ROOT / "jvm" / "src" / "test" / "resources" / "models"
@@ -70,26 +70,6 @@ class JobOutput:
     dead_letters: list[dict]
     metrics_before: dict
     metrics_after: dict
-
-
-def _jvm_metrics_target() -> str | None:
-    """Return the metrics endpoint of this process's Flink JVM, if it runs one."""
-    from pyflink import java_gateway
-
-    if java_gateway._gateway is None:
-        return None
-    port = java_gateway.get_gateway().jvm.io.pyscoring.metrics.ScoringMetrics.get().port()
-    return f"127.0.0.1:{port}" if port > 0 else None
-
-
-def _scrape_jvm() -> dict:
-    target = _jvm_metrics_target()
-    return scrape(target) if target else {}
-
-
-def _counter(families: dict, name: str, labels: dict) -> float:
-    family = families.get(name)
-    return counter_total(family, labels) if family else 0.0
 
 
 def _injected_failures() -> int:
@@ -145,7 +125,7 @@ def bad_input_run(census_export, tmp_path_factory) -> JobOutput:
     path.write_bytes(COMMENT_LINE + b"".join(line for _, line, _ in BAD_INPUT_CASES)
                      + b"".join(good_lines))
     output_dir = tmp_path_factory.mktemp("bad-output")
-    before = _scrape_jvm()
+    before = scrape_jvm()
     _run(deploy.DeployRequest(
         model_dir=census_export.export_dir, output_dir=output_dir, input_path=path,
         config=Config({"deploy.checkpoint-interval-ms": 500}),
@@ -155,7 +135,7 @@ def bad_input_run(census_export, tmp_path_factory) -> JobOutput:
         scores=deploy.read_json_lines(output_dir / "scores"),
         dead_letters=deploy.read_json_lines(output_dir / "dead-letters"),
         metrics_before=before,
-        metrics_after=_scrape_jvm(),
+        metrics_after=scrape_jvm(),
     )
 
 
@@ -211,8 +191,8 @@ def test_dead_letter_metric_counts_reason_codes(bad_input_run, census_export):
     model = census_export.manifest["model_name"]
     for code, count in expected.items():
         labels = {"model": model, "version": "", "path": "jvm", "reason_code": code}
-        before = _counter(bad_input_run.metrics_before, "pyscoring_dead_letters", labels)
-        after = _counter(bad_input_run.metrics_after, "pyscoring_dead_letters", labels)
+        before = counter(bad_input_run.metrics_before, "pyscoring_dead_letters", labels)
+        after = counter(bad_input_run.metrics_after, "pyscoring_dead_letters", labels)
         assert after - before == count, code
 
 
@@ -271,24 +251,15 @@ def run_with_injected_failures(census_export, tmp_path: Path, name: str) -> tupl
     return scores, dead, _injected_failures() - failures_before
 
 
-def _scorer_loads(version_dir: Path) -> int:
-    from pyflink import java_gateway
-
-    if java_gateway._gateway is None:
-        return 0
-    model_check = java_gateway.get_gateway().jvm.io.pyscoring.scoring.ModelCheck
-    return model_check.scorerLoads(str(Path(version_dir).resolve()))
-
-
 def test_injected_failures_give_exactly_once(census_export, tmp_path):
-    loads_before = _scorer_loads(census_export.version_dir)
+    loads_before = scorer_loads(census_export.version_dir)
     scores, dead, failures = run_with_injected_failures(census_export, tmp_path, "failures")
     keys = [row["key"] for row in scores] + [row["key"] for row in dead]
     expected = {f"failures.test:{number}" for number in range(1, EXACTLY_ONCE_ROWS + 1)}
     assert failures == 3
     # Every attempt reopened the model in this process's one Flink JVM, whose
     # TensorFlow native library stayed loaded across the restarts.
-    assert _scorer_loads(census_export.version_dir) - loads_before >= 1 + failures
+    assert scorer_loads(census_export.version_dir) - loads_before >= 1 + failures
     assert not dead
     assert len(keys) == len(set(keys)), "a row was written twice"
     assert set(keys) == expected
@@ -416,26 +387,26 @@ def hot_swap_run(census_export, tmp_path_factory):
     try:
         def wait_until(condition, what):
             deadline = time.monotonic() + 60
-            while not condition(_scrape_jvm()):
+            while not condition(scrape_jvm()):
                 assert not job.done(), f"the job ended before {what}"
                 assert time.monotonic() < deadline, f"timed out waiting until {what}"
                 time.sleep(0.1)
 
-        wait_until(lambda f: _counter(f, "pyscoring_predictions", {**labels, "version": "1"}) > 0,
+        wait_until(lambda f: counter(f, "pyscoring_predictions", {**labels, "version": "1"}) > 0,
                    "version 1 scored rows")
         _copy_version(census_export.version_dir, export_dir, 2, HOT_SWAP_MODEL)
         events.append("wrote version 2")
-        wait_until(lambda f: _counter(f, "pyscoring_predictions", {**labels, "version": "2"}) > 0,
+        wait_until(lambda f: counter(f, "pyscoring_predictions", {**labels, "version": "2"}) > 0,
                    "version 2 scored rows")
 
         def corrupt(folder, manifest):
             (folder / "saved_model.pb").write_bytes(b"\x0a\xff\x01 not a protobuf")
 
-        rejected_before = _counter(_scrape_jvm(), "pyscoring_model_versions_rejected",
+        rejected_before = counter(scrape_jvm(), "pyscoring_model_versions_rejected",
                                    rejected_labels)
         _copy_version(census_export.version_dir, export_dir, 3, HOT_SWAP_MODEL, edit=corrupt)
         events.append("wrote broken version 3")
-        wait_until(lambda f: _counter(f, "pyscoring_model_versions_rejected", rejected_labels)
+        wait_until(lambda f: counter(f, "pyscoring_model_versions_rejected", rejected_labels)
                    > rejected_before, "version 3 was rejected")
         events.append("version 3 rejected")
         listening = _listening_addresses()

@@ -19,7 +19,7 @@ import pytest
 
 from pyscoring import deploy, standalone
 from pyscoring.config import Config
-from pyscoring.metrics import counter_total, scrape
+from tests.integration.jvm_process import counter, scrape_jvm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SLOW_MODEL = REPO_ROOT / "jvm" / "src" / "test" / "resources" / "models" / "slow"
@@ -36,26 +36,6 @@ BATCH_TIMEOUT_MS = 500
 # most 900 ms for the slow call to end.
 ROW_TIMEOUT_MS = 3 * BATCH_TIMEOUT_MS
 SLOW_DELAY_MS = 2400
-
-
-def _jvm_metrics_target() -> str | None:
-    """Return the metrics endpoint of this process's Flink JVM, or None before a scorer opened it."""
-    from pyflink import java_gateway
-
-    if java_gateway._gateway is None:
-        return None
-    port = java_gateway.get_gateway().jvm.io.pyscoring.metrics.ScoringMetrics.get().port()
-    return f"127.0.0.1:{port}" if port > 0 else None
-
-
-def _scrape_jvm() -> dict:
-    target = _jvm_metrics_target()
-    return scrape(target) if target else {}
-
-
-def _counter(families: dict, name: str, labels: dict) -> float:
-    family = families.get(name)
-    return counter_total(family, labels) if family else 0.0
 
 
 def _restart_evidence(rest_address: str, job_id: str) -> dict:
@@ -84,7 +64,7 @@ def timeout_run(tmp_path_factory) -> dict:
     path.write_text("\n".join(lines) + "\n")
     output_dir = tmp_path_factory.mktemp("slow-output")
     # Without an endpoint, no scorer ran in this JVM yet and every counter is 0.
-    before = _scrape_jvm()
+    before = scrape_jvm()
 
     job = deploy.deploy(deploy.DeployRequest(
         model_dir=SLOW_MODEL, output_dir=output_dir, input_path=path,
@@ -108,8 +88,8 @@ def timeout_run(tmp_path_factory) -> dict:
     try:
         while not job.done():
             assert time.monotonic() - started < JOB_TIMEOUT_S, f"job {job.job_id} did not finish"
-            timed_out = (_counter(_scrape_jvm(), "pyscoring_prediction_errors", timeout_labels)
-                         - _counter(before, "pyscoring_prediction_errors", timeout_labels))
+            timed_out = (counter(scrape_jvm(), "pyscoring_prediction_errors", timeout_labels)
+                         - counter(before, "pyscoring_prediction_errors", timeout_labels))
             try:
                 evidence = _restart_evidence(job.rest_address, job.job_id)
             except OSError:
@@ -122,7 +102,7 @@ def timeout_run(tmp_path_factory) -> dict:
         if not job.done():
             job.cancel()
         job.targets_writer.stop()
-    after = _scrape_jvm()
+    after = scrape_jvm()
     return {
         "lines": lines,
         "scores": deploy.read_json_lines(output_dir / "scores"),
@@ -172,8 +152,8 @@ def test_timeouts_counted_and_late_results_dropped(timeout_run):
     labels = {"model": "slow", "path": "jvm"}
 
     def delta(name: str, extra: dict) -> float:
-        return (_counter(timeout_run["after"], name, {**labels, **extra})
-                - _counter(timeout_run["before"], name, {**labels, **extra}))
+        return (counter(timeout_run["after"], name, {**labels, **extra})
+                - counter(timeout_run["before"], name, {**labels, **extra}))
 
     assert delta("pyscoring_prediction_errors", {"reason_code": "TIMEOUT"}) == len(SLOW_LINES)
     assert delta("pyscoring_dead_letters", {"reason_code": "TIMEOUT"}) == len(SLOW_LINES)
