@@ -422,8 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Flink SQL connector option of the scores table")
     deploy.add_argument("--path", choices=("auto", "jvm", "ps"),
                         help="scoring path (scoring.path): jvm scores in the task-manager JVM "
-                             "with TensorFlow Java; auto picks it when the model fits "
-                             "scoring.jvm.max-model-bytes")
+                             "with TensorFlow Java; ps scores in Python worker nodes whose "
+                             "variables stay on parameter-server nodes; auto picks jvm when "
+                             "the model fits scoring.jvm.max-model-bytes and ps otherwise")
     deploy.add_argument("--rows-per-second", type=float,
                         help="rate limit of the line source (source.rows-per-second)")
     deploy.add_argument("--loop", action="store_true",

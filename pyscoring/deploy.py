@@ -286,6 +286,31 @@ def check_model_files(version_dir: Path, export_dir: Path | None = None) -> None
             _require_inside(path, Path(os.path.realpath(path)), version_real, "version folder")
 
 
+def check_variable_files(version_dir: Path) -> None:
+    """Raise DeployError unless `<N>/variables/` holds an index and every data shard it needs.
+
+    The PS path loads no model before the job starts, so a missing shard
+    would otherwise show only when the parameter servers restore it.
+    """
+    variables = Path(version_dir) / "variables"
+    if not (variables / "variables.index").is_file():
+        raise DeployError(
+            f"{variables / 'variables.index'} is missing, so the model's variables cannot be "
+            "restored; re-export the model")
+    shards = sorted(path.name for path in variables.glob("variables.data-*-of-*"))
+    if not shards:
+        raise DeployError(
+            f"{variables} has no variables.data-* files, so the model's variables cannot be "
+            "restored; re-export the model")
+    expected = int(shards[0].rsplit("-of-", 1)[1])
+    missing = [f"variables.data-{index:05d}-of-{expected:05d}" for index in range(expected)
+               if f"variables.data-{index:05d}-of-{expected:05d}" not in shards]
+    if missing:
+        raise DeployError(
+            f"{variables} lacks {', '.join(missing)}, so the model's variables cannot be "
+            "restored; copy the whole version folder or re-export the model")
+
+
 def _require_inside(path: Path, real: Path, root: Path, root_kind: str) -> None:
     if real != root and root not in real.parents:
         raise DeployError(
@@ -649,9 +674,11 @@ def file_sink_options(path: Path, config: Config) -> dict[str, str]:
     }
 
 
-def _job_parameters(config: Config, targets_file: Path) -> str:
+def _job_parameters(config: Config, targets_file: Path, path_label: str) -> str:
     parameters = config.jvm_job_parameters()
     parameters["metrics.targets-file"] = str(targets_file)
+    # Read by io.pyscoring.metrics.EndToEndLatencyFunction for its path label.
+    parameters["pyscoring.path-label"] = path_label
     # Flink cannot parse an empty map value; an absent key gives the Java
     # side its default, which equals the Python default.
     parameters = {key: value for key, value in parameters.items() if value != ""}
@@ -661,8 +688,9 @@ def _job_parameters(config: Config, targets_file: Path) -> str:
     return ",".join(f"{key}:{value}" for key, value in parameters.items())
 
 
-def flink_settings(config: Config, job_name: str, targets_file: Path) -> dict[str, str]:
-    """Return the Flink configuration of a scoring job."""
+def flink_settings(config: Config, job_name: str, targets_file: Path,
+                   path_label: str = JVM_PATH) -> dict[str, str]:
+    """Return the Flink configuration of a scoring job on the path `path_label`."""
     bind_host = config["deploy.bind-host"]
     on_cluster = bool(config["deploy.jobmanager"])
     # Injected test failures get restarts of their own, so they do not use up
@@ -691,7 +719,7 @@ def flink_settings(config: Config, job_name: str, targets_file: Path) -> dict[st
         # scorer turns every row error into an error row, so a failed future is
         # an injected test failure or a fatal error, which must fail the task.
         "table.exec.async-table.retry-strategy": "NO_RETRY",
-        "pipeline.global-job-parameters": _job_parameters(config, targets_file),
+        "pipeline.global-job-parameters": _job_parameters(config, targets_file, path_label),
         "jobmanager.bind-host": bind_host,
         "jobmanager.rpc.address": bind_host,
         "taskmanager.bind-host": bind_host,
@@ -843,6 +871,8 @@ def deploy(request: DeployRequest) -> DeployedJob:
     path, why = choose_path(request.config, model)
     LOG.info("Scoring model %s version %d on the %s path: %s",
              model["model_name"], model["version"], path.upper(), why)
+    if path == PS_PATH:
+        check_variable_files(version_dir)
 
     output_dir = Path(request.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -856,7 +886,7 @@ def deploy(request: DeployRequest) -> DeployedJob:
         request.restore_path,
         request.config["deploy.bind-host"],
     )
-    settings = flink_settings(request.config, job_name, targets_file)
+    settings = flink_settings(request.config, job_name, targets_file, path)
     settings.update(placement.settings)
     if path == PS_PATH:
         from pyscoring.serving import ps_path

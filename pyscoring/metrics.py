@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
 LOG = logging.getLogger(__name__)
@@ -61,6 +61,14 @@ class ScoringMetrics:
             "pyscoring_prediction_errors",
             "Rows that left the scorer with an error instead of a score",
             LABELS + ("reason_code",), registry=self.registry)
+        self.model_loaded = Gauge(
+            "pyscoring_model_loaded",
+            "1 while the model version is loaded and serving, 0 after it was closed",
+            LABELS, registry=self.registry)
+        self.last_successful_batch = Gauge(
+            "pyscoring_last_successful_batch_timestamp_seconds",
+            "Unix time in seconds when a batch last scored at least one row",
+            LABELS, registry=self.registry)
         self.model_info = Info(
             "pyscoring_model", "Models loaded for scoring, one series per model version",
             LABELS + ("tensorflow_version",), registry=self.registry)

@@ -1,5 +1,9 @@
 """Score a Flink table from a PyFlink program: one call for either scoring path.
 
+Call `prepare_pyflink()` before the program creates its first PyFlink
+environment: the JVM then loads Flink's lib folder with pyscoring's and
+TensorFlow Java's jars (build/flink-lib, or PYSCORING_FLINK_LIB_DIR).
+
 `register_scorer(table_env, name, model_dir, input_table)` picks the
 scoring path of the export as deploy does (see `deploy.choose_path`) and
 registers the temporary view `name`: every column of `input_table`, then
@@ -12,6 +16,9 @@ against it does not change when a model moves from one path to the other:
 
 On the JVM path the view reads `pyscoring_predict`; on the PS path it is
 the output of an ML cluster added to the job (pyscoring.serving.ps_path).
+The PS path's job keeps running after a bounded input ends, because the
+AM's tick source never ends. Stop it once its output is complete. `pyscoring
+deploy` stops such a job itself with a draining savepoint.
 """
 
 from __future__ import annotations
@@ -29,6 +36,16 @@ LOG = logging.getLogger(__name__)
 # Job settings each path needs; register_scorer sets those the caller left unset.
 _COMMON_SETTINGS = ("table.exec.async-table.max-concurrent-operations",
                     "table.exec.async-table.timeout", "table.exec.async-table.retry-strategy")
+
+
+def prepare_pyflink() -> Path:
+    """Point PyFlink at the lib folder with pyscoring's jars; returns the folder.
+
+    Call it before the first PyFlink environment of the process is created.
+    """
+    from pyscoring._internal import flink_env
+
+    return flink_env.prepare_environment()
 
 
 def table_columns(table_env, table_name: str) -> list[tuple[str, str]]:
@@ -54,7 +71,7 @@ def register_scorer(table_env, name: str, model_dir, input_table: str,
 
     Returns the scoring path, "jvm" or "ps". `config` supplies scoring.*
     keys (scoring.path forces a path), the PS path's node counts, train.*
-    node settings and metrics.*; its train.run-dir holds the PS path's
+    node settings and metrics.*. Its train.run-dir receives the PS path's
     cluster logs (a new temporary folder when unset). Raises
     deploy.DeployError when the model cannot score the table's columns.
     """
@@ -64,6 +81,8 @@ def register_scorer(table_env, name: str, model_dir, input_table: str,
     model = manifest.read_manifest(version_dir)
     deploy.check_model_files(version_dir, None if model_path == version_dir else model_path)
     path, why = deploy.choose_path(config, model)
+    if path == deploy.PS_PATH:
+        deploy.check_variable_files(version_dir)
     columns = table_columns(table_env, input_table)
     features = deploy.map_features(model, deploy.InputFormat(tuple(columns)))
     outputs = model["signature"]["outputs"]

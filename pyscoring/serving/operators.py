@@ -24,7 +24,12 @@ from typing import Any
 
 from pyflink.datastream.functions import CoFlatMapFunction, FlatMapFunction
 
-from pyscoring.cluster.operators import _NodeOperatorBase, configure_logging, message
+from pyscoring.cluster.operators import (
+    _NodeOperatorBase,
+    configure_logging,
+    message,
+    start_application_manager,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,20 +65,10 @@ class ServingApplicationManagerFunction(FlatMapFunction):
         self._version = runtime_context.get_attempt_number()
 
     def flat_map(self, value):
-        from pyscoring.cluster.am import ApplicationManager, ClusterFailure
+        from pyscoring.cluster.am import ClusterFailure
 
-        job = self._job
         if self._am is None:
-            if self._version:
-                logger.warning("Starting scoring cluster version %d: restart %d",
-                               self._version, self._version)
-            self._am = ApplicationManager(
-                workers=job["workers"], ps=job["ps"], secret=job["secret"],
-                version=self._version, run_dir=job["run_dir"],
-                heartbeat_timeout_s=job["config"]["train.heartbeat-timeout-ms"] / 1000,
-                register_timeout_s=job["config"]["train.register-timeout-ms"] / 1000,
-            )
-            address = self._am.start(job["am_host"])
+            self._am, address = start_application_manager(self._job, self._version)
             yield message("am", address=address, version=self._version)
             return
         reason = self._am.failure()
@@ -176,6 +171,10 @@ class ScoringWorkerFunction(CoFlatMapFunction, _NodeOperatorBase):
         response = self._score([tuple(row[i] for i in positions) for row in rows])
         elapsed = time.monotonic() - received
         metrics, labels = self._metrics, self._labels
+        # The first response shows the node restored the variables and serves.
+        metrics.model_loaded.labels(*labels).set(1)
+        if any(error is None for error in response["errors"]):
+            metrics.last_successful_batch.labels(*labels).set(time.time())
         metrics.batch_latency.labels(*labels).observe(elapsed)
         metrics.batch_size.labels(*labels).observe(len(rows))
         carried = serving["carried"]
@@ -203,3 +202,5 @@ class ScoringWorkerFunction(CoFlatMapFunction, _NodeOperatorBase):
         if getattr(self, "_writer", None) is not None:
             self._writer.close()
         self._stop_node()
+        if getattr(self, "_metrics", None) is not None:
+            self._metrics.model_loaded.labels(*self._labels).set(0)

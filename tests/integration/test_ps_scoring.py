@@ -17,6 +17,7 @@ from pyscoring.config import Config
 from pyscoring.evaluation import roc_auc
 from pyscoring.metrics import LATENCY_METRIC, scrape
 from tests.conftest import TEST_PATH
+from tests.integration.jvm_process import jvm_metrics_target, metric_shape, scorer_loads
 
 
 def _free_ports(count: int) -> list[int]:
@@ -180,8 +181,6 @@ def _captured_log(name: str):
 
 def _run_ps(export_dir: Path, version_dir: Path, model: dict, input_dir: Path,
             output_dir: Path, overrides: dict) -> PsRun:
-    from pyflink.java_gateway import get_gateway
-
     config = Config({"deploy.checkpoint-interval-ms": 1000, **overrides})
     with _captured_log("pyscoring") as log:
         job = deploy.deploy(deploy.DeployRequest(
@@ -191,8 +190,7 @@ def _run_ps(export_dir: Path, version_dir: Path, model: dict, input_dir: Path,
         finally:
             job.cancel()
             job.targets_writer.stop()
-    loads = get_gateway().jvm.io.pyscoring.scoring.ModelCheck.scorerLoads(
-        str(Path(version_dir).resolve()))
+    loads = scorer_loads(version_dir)
     return PsRun(version_dir=version_dir, model=model, scores=scores, dead_letters=dead,
                  families=families, target=target, scorer_loads=loads, log="\n".join(log))
 
@@ -226,8 +224,6 @@ def ps_census_run(census_export, tmp_path_factory) -> PsRun:
 @pytest.fixture(scope="module")
 def jvm_parity_run(census_export, tmp_path_factory):
     """The first PARITY_ROWS rows of adult.test scored on the JVM path; returns (scores, target)."""
-    from pyflink.java_gateway import get_gateway
-
     input_dir = _input_dir(tmp_path_factory.mktemp("jvm-parity-input"), PARITY_ROWS,
                            malformed=False)
     output_dir = tmp_path_factory.mktemp("jvm-parity-output")
@@ -238,8 +234,7 @@ def jvm_parity_run(census_export, tmp_path_factory):
         assert job.wait(timeout_s=RUN_TIMEOUT_S), "the JVM-path job did not finish"
     finally:
         job.targets_writer.stop()
-    port = get_gateway().jvm.io.pyscoring.metrics.ScoringMetrics.get().port()
-    return deploy.read_json_lines(output_dir / "scores"), f"127.0.0.1:{port}"
+    return deploy.read_json_lines(output_dir / "scores"), jvm_metrics_target()
 
 
 def _by_key(rows: list[dict]) -> dict[str, dict]:
@@ -268,27 +263,13 @@ def test_ps_and_jvm_paths_give_equal_scores(ps_census_run, jvm_parity_run):
         np.testing.assert_allclose(ps_values, jvm_values, atol=1e-5, rtol=0, err_msg=name)
 
 
-def _metric_shape(families: dict) -> dict:
-    """Metric names with their label names and bucket bounds."""
-    shape = {}
-    for name, family in families.items():
-        if not name.startswith("pyscoring_") or name == "pyscoring_dead_letters":
-            continue
-        label_names, bounds = set(), set()
-        for sample in family.samples:
-            label_names.update(key for key in sample.labels if key != "le")
-            if "le" in sample.labels:
-                bounds.add(float(sample.labels["le"]))
-        shape[name] = (family.type, frozenset(label_names), frozenset(bounds))
-    return shape
-
-
 def test_ps_path_metrics_match_jvm_path_metrics(ps_census_run, jvm_parity_run):
     _, jvm_target = jvm_parity_run
-    ps_shape = _metric_shape(ps_census_run.families)
-    jvm_shape = _metric_shape(scrape(jvm_target))
+    ps_shape = metric_shape(ps_census_run.families)
+    jvm_shape = metric_shape(scrape(jvm_target))
     names = ("pyscoring_prediction_latency_seconds", "pyscoring_batch_latency_seconds",
-             "pyscoring_batch_size", "pyscoring_predictions", "pyscoring_model_info")
+             "pyscoring_batch_size", "pyscoring_predictions", "pyscoring_model_info",
+             "pyscoring_model_loaded", "pyscoring_last_successful_batch_timestamp_seconds")
     for name in names:
         assert ps_shape.get(name) == jvm_shape.get(name), name
     paths = {sample.labels["path"] for sample in ps_census_run.families[LATENCY_METRIC].samples}

@@ -25,11 +25,14 @@ public class EndToEndLatencyFunction extends ScalarFunction {
 
     public static final String NAME = "pyscoring_end_to_end_latency";
 
-    /** The {@code path} label of the Java scorer's series. */
-    private static final String PATH_LABEL = "jvm";
+    /** Job parameter that names the scoring path of the job, for the {@code path} label. */
+    public static final String PATH_LABEL_PARAMETER = "pyscoring.path-label";
+
+    private String pathLabel = "jvm";
 
     @Override
     public void open(FunctionContext context) {
+        pathLabel = context.getJobParameter(PATH_LABEL_PARAMETER, "jvm");
         ScoringOptions options =
                 ScoringOptions.fromLookup(key -> context.getJobParameter(key, null));
         ScoringMetrics.get()
@@ -42,7 +45,7 @@ public class EndToEndLatencyFunction extends ScalarFunction {
 
     public Long eval(Long eventTimeMillis, String modelName, Long modelVersion) {
         if (eventTimeMillis != null) {
-            record(System.currentTimeMillis() - eventTimeMillis, modelName, modelVersion);
+            record(System.currentTimeMillis() - eventTimeMillis, modelName, modelVersion, pathLabel);
         }
         return modelVersion;
     }
@@ -52,7 +55,11 @@ public class EndToEndLatencyFunction extends ScalarFunction {
             String modelName,
             Long modelVersion) {
         if (eventTime != null) {
-            record(System.currentTimeMillis() - eventTime.toEpochMilli(), modelName, modelVersion);
+            record(
+                    System.currentTimeMillis() - eventTime.toEpochMilli(),
+                    modelName,
+                    modelVersion,
+                    pathLabel);
         }
         return modelVersion;
     }
@@ -63,15 +70,16 @@ public class EndToEndLatencyFunction extends ScalarFunction {
             Long modelVersion) {
         if (eventTime != null) {
             long eventMillis = eventTime.toInstant(ZoneOffset.UTC).toEpochMilli();
-            record(System.currentTimeMillis() - eventMillis, modelName, modelVersion);
+            record(System.currentTimeMillis() - eventMillis, modelName, modelVersion, pathLabel);
         }
         return modelVersion;
     }
 
-    private static void record(long latencyMillis, String modelName, Long modelVersion) {
+    private static void record(
+            long latencyMillis, String modelName, Long modelVersion, String pathLabel) {
         ScoringMetrics.get()
                 .endToEndLatency
-                .labelValues(modelName, String.valueOf(modelVersion), PATH_LABEL)
+                .labelValues(modelName, String.valueOf(modelVersion), pathLabel)
                 .observe(latencyMillis / 1000.0);
     }
 

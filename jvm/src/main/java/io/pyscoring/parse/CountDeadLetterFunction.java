@@ -1,7 +1,9 @@
 package io.pyscoring.parse;
 
 import io.pyscoring.metrics.ScoringMetrics;
+import io.pyscoring.scoring.ScoringOptions;
 
+import org.apache.flink.table.functions.FunctionContext;
 import org.apache.flink.table.functions.ScalarFunction;
 
 /**
@@ -21,6 +23,22 @@ public final class CountDeadLetterFunction extends ScalarFunction {
 
     /** SQL name of the function in pyscoring jobs. */
     public static final String NAME = "pyscoring_count_dead_letter";
+
+    /**
+     * Starts this JVM's metrics endpoint and lists it in the job's targets file. On the PS path no
+     * scorer runs in the JVM, and this function is what serves the dead-letter counts there.
+     */
+    @Override
+    public void open(FunctionContext context) {
+        ScoringOptions options =
+                ScoringOptions.fromLookup(key -> context.getJobParameter(key, null));
+        ScoringMetrics.get()
+                .startServer(
+                        options.metricsHost,
+                        options.metricsPortFirst,
+                        options.metricsPortLast,
+                        options.metricsTargetsFile);
+    }
 
     public String eval(String model, String path, String reasonCode, Long modelVersion) {
         ScoringMetrics.get()
