@@ -135,23 +135,16 @@ def _cached_export(folder: Path, config: Config) -> CensusExport | None:
     )
 
 
-@pytest.fixture(scope="session")
-def census_export() -> CensusExport:
-    """Return the census export for the default training configuration.
+def _cached_or_trained(key: str, inputs: dict, config: Config, timeout_s: float) -> CensusExport:
+    """Return the export cached in CACHE_ROOT/<key>/, training it there first when missing.
 
-    The first run trains in a subprocess and fills build/test-cache/<key>/,
-    which took about 12 s on a 2-core machine with the default
-    configuration. Later runs with
-    the same key reuse it. A new cache folder is written under a temporary
-    name and renamed into place, so parallel runs never see half a cache.
+    A new cache folder is written under a temporary name and renamed into
+    place, so parallel runs never see half a cache.
     """
-    config = Config(CENSUS_TRAIN_OVERRIDES)
-    key, inputs = census_cache_key(config)
     folder = CACHE_ROOT / key
-
     cached = _cached_export(folder, config)
     if cached is not None:
-        logger.info("Reusing cached census export %s", cached.version_dir)
+        logger.info("Reusing the cached export %s", cached.version_dir)
         return cached
     if folder.exists():
         shutil.rmtree(folder)
@@ -160,7 +153,8 @@ def census_export() -> CensusExport:
     temp_folder = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=CACHE_ROOT))
     try:
         (temp_folder / "cache-key.json").write_text(json.dumps(inputs, indent=2))
-        _train_into(temp_folder, config)
+        logger.info("Training the export of %s into %s", key, temp_folder)
+        _train_into(temp_folder, config, timeout_s=timeout_s)
         try:
             os.rename(temp_folder, folder)
         except OSError:
@@ -176,6 +170,19 @@ def census_export() -> CensusExport:
     if cached is None:
         raise RuntimeError(f"training finished but {folder / 'exports'} has no version")
     return cached
+
+
+@pytest.fixture(scope="session")
+def census_export() -> CensusExport:
+    """Return the census export for the default training configuration.
+
+    The first run trains in a subprocess and fills build/test-cache/<key>/,
+    which took about 12 s on a 2-core machine with the default
+    configuration. Later runs with the same key reuse it.
+    """
+    config = Config(CENSUS_TRAIN_OVERRIDES)
+    key, inputs = census_cache_key(config)
+    return _cached_or_trained(key, inputs, config, TRAIN_TIMEOUT_SECONDS)
 
 
 # Configuration of the cached ML-cluster run: 2 workers and 2 parameter
@@ -223,27 +230,6 @@ def census_export_2w2ps() -> ClusterCensusExport:
     """
     return cached_cluster_export("2w2ps", Config(CENSUS_2W2PS_OVERRIDES),
                                  CLUSTER_CACHE_KEY_SOURCES)
-    if folder.exists():
-        shutil.rmtree(folder)
-
-    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
-    temp_folder = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=CACHE_ROOT))
-    try:
-        (temp_folder / "cache-key.json").write_text(json.dumps(inputs, indent=2))
-        _train_into(temp_folder, config, timeout_s=CLUSTER_TRAIN_TIMEOUT_SECONDS)
-        try:
-            os.rename(temp_folder, folder)
-        except OSError:
-            if _cached_export(folder, config) is None:
-                raise
-    finally:
-        if temp_folder.exists():
-            shutil.rmtree(temp_folder, ignore_errors=True)
-
-    cached = _cached_export(folder, config)
-    if cached is None:
-        raise RuntimeError(f"training finished but {folder / 'exports'} has no version")
-    return as_cluster_export(cached)
 
 
 def cached_cluster_export(prefix: str, config: Config,
@@ -252,9 +238,7 @@ def cached_cluster_export(prefix: str, config: Config,
 
     The folder is `<prefix>-<key>`, where the key is a sha256 over the
     `sources` files, the train.* keys of `config`, the data files and the
-    TensorFlow and Flink versions. A new folder is written under a
-    temporary name and renamed into place, so parallel runs never see half
-    a cache.
+    TensorFlow and Flink versions.
     """
     inputs = {
         "sources": {name: _sha256_file(REPO_ROOT / name) for name in sources},
@@ -266,38 +250,6 @@ def cached_cluster_export(prefix: str, config: Config,
     key = f"{prefix}-" + hashlib.sha256(
         json.dumps(inputs, sort_keys=True).encode()
     ).hexdigest()[:16]
-    folder = CACHE_ROOT / key
-
-    def as_cluster_export(cached: CensusExport) -> ClusterCensusExport:
-        return ClusterCensusExport(
-            **dataclasses.asdict(cached), run_dir=folder / "checkpoints" / "cluster"
-        )
-
-    cached = _cached_export(folder, config)
-    if cached is not None:
-        logger.info("Reusing the cached %s export %s", prefix, cached.version_dir)
-        return as_cluster_export(cached)
-    if folder.exists():
-        shutil.rmtree(folder)
-
-    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
-    temp_folder = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=CACHE_ROOT))
-    try:
-        (temp_folder / "cache-key.json").write_text(json.dumps(inputs, indent=2))
-        logger.info("Training the %s export into %s", prefix, temp_folder)
-        _train_into(temp_folder, config, timeout_s=CLUSTER_TRAIN_TIMEOUT_SECONDS)
-        try:
-            os.rename(temp_folder, folder)
-        except OSError:
-            # Another pytest process filled the same key first, so its
-            # folder is used and this one is discarded.
-            if _cached_export(folder, config) is None:
-                raise
-    finally:
-        if temp_folder.exists():
-            shutil.rmtree(temp_folder, ignore_errors=True)
-
-    cached = _cached_export(folder, config)
-    if cached is None:
-        raise RuntimeError(f"training finished but {folder / 'exports'} has no version")
-    return as_cluster_export(cached)
+    cached = _cached_or_trained(key, inputs, config, CLUSTER_TRAIN_TIMEOUT_SECONDS)
+    return ClusterCensusExport(**dataclasses.asdict(cached),
+                               run_dir=CACHE_ROOT / key / "checkpoints" / "cluster")

@@ -131,27 +131,3 @@ def hashed_export():
         "pyscoring/training/model_module.py",
     )
     return cached_cluster_export("hashed", Config(HASHED_OVERRIDES), sources)
-    if folder.exists():
-        shutil.rmtree(folder)
-
-    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
-    temp_folder = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=CACHE_ROOT))
-    try:
-        (temp_folder / "cache-key.json").write_text(json.dumps(inputs, indent=2))
-        logger.info("Training the census_hashed_ctr export into %s", temp_folder)
-        _train_into(temp_folder, config, timeout_s=CLUSTER_TRAIN_TIMEOUT_SECONDS)
-        try:
-            os.rename(temp_folder, folder)
-        except OSError:
-            # Another pytest process filled the same key first, so its
-            # folder is used and this one is discarded.
-            if _cached_export(folder, config) is None:
-                raise
-    finally:
-        if temp_folder.exists():
-            shutil.rmtree(temp_folder, ignore_errors=True)
-
-    cached = _cached_export(folder, config)
-    if cached is None:
-        raise RuntimeError(f"training finished but {folder / 'exports'} has no version")
-    return as_cluster_export(cached)
