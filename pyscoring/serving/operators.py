@@ -22,11 +22,11 @@ import threading
 import time
 from typing import Any
 
-from pyflink.datastream.functions import CoFlatMapFunction, FlatMapFunction
+from pyflink.datastream.functions import CoFlatMapFunction
 
 from pyscoring.cluster.operators import (
+    ApplicationManagerFunction,
     _NodeOperatorBase,
-    configure_logging,
     message,
     start_application_manager,
 )
@@ -52,17 +52,8 @@ def process_metrics(host: str, port_range: tuple[int, int], targets_file: str | 
         return _metrics
 
 
-class ServingApplicationManagerFunction(FlatMapFunction):
+class ServingApplicationManagerFunction(ApplicationManagerFunction):
     """The AM of a scoring cluster (parallelism 1), driven by ticks."""
-
-    def __init__(self, job: dict[str, Any]):
-        self._job = job
-        self._am = None
-        self._version = 0
-
-    def open(self, runtime_context):
-        configure_logging(self._job["run_dir"])
-        self._version = runtime_context.get_attempt_number()
 
     def flat_map(self, value):
         from pyscoring.cluster.am import ClusterFailure
@@ -74,10 +65,6 @@ class ServingApplicationManagerFunction(FlatMapFunction):
         reason = self._am.failure()
         if reason is not None:
             raise ClusterFailure(f"scoring cluster version {self._version} failed: {reason}")
-
-    def close(self):
-        if self._am is not None:
-            self._am.stop()
 
 
 class ScoringWorkerFunction(CoFlatMapFunction, _NodeOperatorBase):

@@ -35,12 +35,7 @@ public class EndToEndLatencyFunction extends ScalarFunction {
         pathLabel = context.getJobParameter(PATH_LABEL_PARAMETER, "jvm");
         ScoringOptions options =
                 ScoringOptions.fromLookup(key -> context.getJobParameter(key, null));
-        ScoringMetrics.get()
-                .startServer(
-                        options.metricsHost,
-                        options.metricsPortFirst,
-                        options.metricsPortLast,
-                        options.metricsTargetsFile);
+        ScoringMetrics.get().startServer(options);
     }
 
     public Long eval(Long eventTimeMillis, String modelName, Long modelVersion) {

@@ -1,5 +1,7 @@
 package io.pyscoring.metrics;
 
+import io.pyscoring.scoring.ScoringOptions;
+
 import io.prometheus.metrics.core.metrics.Counter;
 import io.prometheus.metrics.core.metrics.Gauge;
 import io.prometheus.metrics.core.metrics.Histogram;
@@ -192,6 +194,15 @@ public final class ScoringMetrics {
             writeEndpointFile(Path.of(targetsFile + ".d"), host, server.getPort());
         }
         return server.getPort();
+    }
+
+    /** Starts the endpoint on the host, port range and targets file of {@code options}. */
+    public int startServer(ScoringOptions options) {
+        return startServer(
+                options.metricsHost,
+                options.metricsPortFirst,
+                options.metricsPortLast,
+                options.metricsTargetsFile);
     }
 
     /** Returns the registry that the endpoint serves, for metrics declared outside this class. */

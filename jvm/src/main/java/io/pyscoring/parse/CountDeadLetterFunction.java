@@ -32,12 +32,7 @@ public final class CountDeadLetterFunction extends ScalarFunction {
     public void open(FunctionContext context) {
         ScoringOptions options =
                 ScoringOptions.fromLookup(key -> context.getJobParameter(key, null));
-        ScoringMetrics.get()
-                .startServer(
-                        options.metricsHost,
-                        options.metricsPortFirst,
-                        options.metricsPortLast,
-                        options.metricsTargetsFile);
+        ScoringMetrics.get().startServer(options);
     }
 
     public String eval(String model, String path, String reasonCode, Long modelVersion) {

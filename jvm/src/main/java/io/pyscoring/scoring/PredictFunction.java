@@ -123,11 +123,7 @@ public class PredictFunction extends AsyncTableFunction<Row> implements Speciali
         options = ScoringOptions.fromLookup(key -> context.getJobParameter(key, null));
         ModelSpec planned = ModelSpec.read(Path.of(versionDir));
         ScoringMetrics metrics = ScoringMetrics.get();
-        metrics.startServer(
-                options.metricsHost,
-                options.metricsPortFirst,
-                options.metricsPortLast,
-                options.metricsTargetsFile);
+        metrics.startServer(options);
 
         subtaskName = context.getTaskInfo().getTaskNameWithSubtasks();
         boolean pinned = exportDir.equals(versionDir);

@@ -42,11 +42,7 @@ public final class SubtaskScorer implements AutoCloseable {
     public static SubtaskScorer open(
             ModelSpec spec, ScoringOptions options, MetricGroup group, String threadName) {
         ScoringMetrics metrics = ScoringMetrics.get();
-        metrics.startServer(
-                options.metricsHost,
-                options.metricsPortFirst,
-                options.metricsPortLast,
-                options.metricsTargetsFile);
+        metrics.startServer(options);
         LoadedModel model = LoadedModel.acquire(spec, options);
         try {
             metrics.modelInfo.addLabelValues(
