@@ -283,7 +283,7 @@ def section(results: dict) -> str:
         f"TensorFlow Java {machine['tensorflow_java']} |",
         f"| load average before / after (1, 5, 15 min) | {results['loadavg_before']} / "
         f"{results['loadavg_after']} |",
-        f"| 1-min load average during the run, every 10 s | "
+        "| 1-min load average during the run, every 10 s | "
         + (f"median {load_stats['median']:.1f}, min {load_stats['min']:.1f}, "
            f"max {load_stats['max']:.1f} |" if load_stats else "n/a |"),
         "",

@@ -176,7 +176,7 @@ PS_PATH = "ps"
 
 
 def choose_path(config: Config, model: dict) -> tuple[str, str]:
-    """Return the scoring path of `model` ("jvm" or "ps") and why it was chosen.
+    """Return the scoring path of `model` ("jvm" or "ps") and the reason for the choice.
 
     auto takes the PS path when the bytes in the version's variables/ folder
     exceed scoring.jvm.max-model-bytes. Partitioned variables alone never
@@ -287,7 +287,7 @@ def check_model_files(version_dir: Path, export_dir: Path | None = None) -> None
 
 
 def check_variable_files(version_dir: Path) -> None:
-    """Raise DeployError unless `<N>/variables/` holds an index and every data shard it needs.
+    """Raise DeployError unless `<N>/variables/` contains an index and every data shard it needs.
 
     The PS path loads no model before the job starts, so a missing shard
     would otherwise show only when the parameter servers restore it.
@@ -868,9 +868,9 @@ def deploy(request: DeployRequest) -> DeployedJob:
     except manifest.ManifestError as error:
         raise DeployError(f"{error}; re-export the model") from None
     check_model_files(version_dir, None if model_path == version_dir else model_path)
-    path, why = choose_path(request.config, model)
+    path, reason = choose_path(request.config, model)
     LOG.info("Scoring model %s version %d on the %s path: %s",
-             model["model_name"], model["version"], path.upper(), why)
+             model["model_name"], model["version"], path.upper(), reason)
     if path == PS_PATH:
         check_variable_files(version_dir)
 

@@ -80,7 +80,7 @@ def register_scorer(table_env, name: str, model_dir, input_table: str,
                                                    config["scoring.model-version"])
     model = manifest.read_manifest(version_dir)
     deploy.check_model_files(version_dir, None if model_path == version_dir else model_path)
-    path, why = deploy.choose_path(config, model)
+    path, reason = deploy.choose_path(config, model)
     if path == deploy.PS_PATH:
         deploy.check_variable_files(version_dir)
     columns = table_columns(table_env, input_table)
@@ -96,7 +96,7 @@ def register_scorer(table_env, name: str, model_dir, input_table: str,
     settings = deploy.flink_settings(config, "", Path(os.devnull))
     _set_unset(table_env, settings, _COMMON_SETTINGS)
     LOG.info("Registering %s: model %s version %d on the %s path: %s", name,
-             model["model_name"], model["version"], path.upper(), why)
+             model["model_name"], model["version"], path.upper(), reason)
     if path == deploy.JVM_PATH:
         _register_jvm(table_env, name, model_path.resolve(), input_table, columns, features,
                       output_names)

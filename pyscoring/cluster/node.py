@@ -11,7 +11,7 @@ pipe of its responses (see pyscoring.serving.node). The node then
 2. registers with the AM, heartbeats every train.heartbeat-interval-ms,
 3. polls the AM until the cluster spec is complete,
 4. starts its `tf.distribute.Server` and runs its role: a parameter server
-   serves until the AM says stop; a worker or the chief node runs the node
+   serves until the AM orders a stop; a worker or the chief node runs the node
    entry function; the evaluator starts no server (it is outside the
    cluster spec) and runs `trainer.run_evaluator` until the AM orders a stop,
 5. reports done (with the chief's result) or failed (with the reason).

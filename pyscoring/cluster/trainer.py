@@ -319,8 +319,8 @@ def run_evaluator(context: NodeContext) -> dict[str, Any]:
     last_checkpoint = None
     evaluations = 0
     while True:
-        # Read before the checkpoint look-up: once the stop order arrived the
-        # chief has written its final checkpoint, so this pass sees it.
+        # Read before the checkpoint look-up: once the stop order has arrived,
+        # the chief has written its final checkpoint, so this pass reads it.
         stopping = context.stop_requested()
         checkpoint = tf.train.latest_checkpoint(context.checkpoint_dir)
         if checkpoint is not None and checkpoint != last_checkpoint:

@@ -247,21 +247,25 @@ def _import_name(name: str) -> ModuleType:
 
 
 def _load_file(path: str) -> ModuleType:
+    """Import the model file `path` once per process under a name derived from its path."""
     if not os.path.isfile(path):
         raise ModelLoadError(
             f"model file {path} not found; pass the path of an existing .py file or a "
             f"dotted module name such as {DEFAULT_MODEL!r}"
         )
+
     stem = os.path.splitext(os.path.basename(path))[0]
     safe_stem = "".join(char if char.isalnum() else "_" for char in stem)
     digest = hashlib.sha256(path.encode()).hexdigest()[:12]
     name = f"{_FILE_MODULE_PREFIX}{safe_stem}_{digest}"
     if name in sys.modules:
         return sys.modules[name]
+
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ModelLoadError(f"model file {path} cannot be loaded as a Python module; "
                              "pass a .py file")
+
     module = importlib.util.module_from_spec(spec)
     # Registered before it runs, so dataclasses and pickling can find the module by name.
     sys.modules[name] = module

@@ -12,7 +12,6 @@ import collections
 import dataclasses
 import json
 import math
-import os
 import subprocess
 import sys
 import time

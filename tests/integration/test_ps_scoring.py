@@ -198,13 +198,13 @@ def _run_ps(export_dir: Path, version_dir: Path, model: dict, input_dir: Path,
 def _input_dir(folder: Path, rows: int | None = None, malformed: bool = True) -> Path:
     lines = TEST_PATH.read_bytes().splitlines(keepends=True)
     if rows is not None:
-        kept, count = [], 0
+        selected, count = [], 0
         for line in lines:
-            kept.append(line)
+            selected.append(line)
             count += census.parse_line(line.decode()) is not None
             if count == rows:
                 break
-        lines = kept
+        lines = selected
     (folder / "adult.test").write_bytes(b"".join(lines))
     if malformed:
         (folder / "malformed.txt").write_text("\n".join(MALFORMED_LINES) + "\n",
@@ -279,9 +279,9 @@ def test_ps_path_metrics_match_jvm_path_metrics(ps_census_run, jvm_parity_run):
 def test_default_budget_keeps_jvm_path(census_export_2w2ps):
     model = census_export_2w2ps.manifest
     assert model["variables"]["partitioned"]
-    path, why = deploy.choose_path(Config(), model)
+    path, reason = deploy.choose_path(Config(), model)
     assert path == "jvm"
-    assert "within scoring.jvm.max-model-bytes" in why
+    assert "within scoring.jvm.max-model-bytes" in reason
 
 
 def _node_pids(role: str, run_dir: Path) -> list[int]:
