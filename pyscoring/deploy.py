@@ -931,8 +931,9 @@ def deploy(request: DeployRequest) -> DeployedJob:
     if path == PS_PATH and request.source_options is None and not request.config["source.loop"]:
         from pyscoring.serving import ps_path
 
-        ps_path.DrainAtEndOfInput(placement.rest_address, job_id, "pyscoring_source",
-                                  output_dir / "final-savepoint").start()
+        ps_path.DrainAtEndOfInput(
+            placement.rest_address, job_id, "pyscoring_source", output_dir / "final-savepoint",
+            ps_path.run_dir_of(request.config, output_dir) / "status.json").start()
     jobs.write_job_record(output_dir, {
         "job_id": job_id,
         "job_name": job_name,

@@ -19,6 +19,7 @@ pyscoring.serving.node:serve_worker.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import secrets
@@ -176,22 +177,38 @@ class DrainAtEndOfInput(threading.Thread):
     """Stop a PS-path job with a draining savepoint once its bounded source has finished.
 
     The AM's tick source never ends, so a PS-path job outlives a bounded
-    input. Once every vertex of the input source is FINISHED, a
+    input. Once every vertex of the input source is FINISHED and the AM's
+    status file (`status_file`) shows every node registered, a
     stop-with-savepoint with drain ends the ticks too. Every operator
     finishes its input and the last batches are scored. The savepoint
     commits the sinks' last files, and the job ends as a JVM-path job does.
+    A drain that fails, for example because the cluster failed over during
+    it, is tried again once the restarted source has finished.
     """
 
     def __init__(self, rest_address: str, job_id: str, source_name: str, savepoint_dir: Path,
-                 poll_s: float = 1.0):
+                 status_file: Path, poll_s: float = 1.0):
         super().__init__(name="ps-path-drain", daemon=True)
         self._rest_address = rest_address
         self._job_id = job_id
         self._source_name = source_name
         self._savepoint_dir = savepoint_dir
+        self._status_file = status_file
         self._poll_s = poll_s
         self._closed = threading.Event()
         self.savepoint: Path | None = None
+
+    def _cluster_running(self) -> bool:
+        try:
+            with open(self._status_file, encoding="utf-8") as file:
+                return json.load(file).get("state") == "running"
+        except (OSError, ValueError):
+            return False
+
+    def _input_ended(self, client) -> bool:
+        states = client.vertex_states(self._job_id)
+        sources = [state for name, state in states.items() if self._source_name in name]
+        return bool(sources) and all(state == "FINISHED" for state in sources)
 
     def run(self) -> None:
         from pyscoring.jobs import JobsError, RestClient
@@ -199,22 +216,19 @@ class DrainAtEndOfInput(threading.Thread):
         client = RestClient(self._rest_address)
         while not self._closed.wait(self._poll_s):
             try:
-                states = client.vertex_states(self._job_id)
+                if not (self._input_ended(client) and self._cluster_running()):
+                    continue
             except JobsError:
                 return  # The job and its mini cluster are gone.
-            sources = [state for name, state in states.items() if self._source_name in name]
-            if sources and all(state == "FINISHED" for state in sources):
-                break
-        else:
-            return
-        LOG.info("The input of job %s has ended; stopping it with a draining savepoint in %s",
-                 self._job_id, self._savepoint_dir)
-        try:
-            self.savepoint = client.stop_with_savepoint(self._job_id, self._savepoint_dir,
-                                                        drain=True)
-        except JobsError as error:
-            LOG.error("Cannot stop job %s at the end of its input: %s; stop it with "
-                      "`pyscoring jobs stop`", self._job_id, error)
+            LOG.info("The input of job %s has ended; stopping it with a draining savepoint "
+                     "in %s", self._job_id, self._savepoint_dir)
+            try:
+                self.savepoint = client.stop_with_savepoint(self._job_id, self._savepoint_dir,
+                                                            drain=True)
+                return
+            except JobsError as error:
+                LOG.warning("Draining stop of job %s failed: %s; trying again once its input "
+                            "has ended again", self._job_id, error)
 
     def close(self) -> None:
         self._closed.set()
