@@ -384,13 +384,17 @@ def test_readiness_and_latency_in_scrape(columns_run):
     assert 0 < total / count < time.time() - columns_run.started_at + 5
 
 
-def test_line_source_backlog_falls_to_zero(columns_run):
+def test_line_source_backlog_falls_while_reading(columns_run):
     series = columns_run.pending_bytes
     assert series, f"no scrape served {SOURCE_PENDING_BYTES_METRIC}"
     assert max(max(values) for values in series.values()) > 0, "no scrape saw a backlog"
     for operator, values in series.items():
-        assert values[-1] == 0, f"the backlog of {operator} ended at {values[-1]} bytes"
         assert values == sorted(values, reverse=True), f"the backlog of {operator} grew"
+        # Flink removes the gauge within a fraction of a second of the last line
+        # being read, so the last scrape may come just before the value 0.
+        # LinesSourceReaderTest checks that the gauge ends at 0.
+        assert values[-1] <= values[0] / 2, (
+            f"the backlog of {operator} fell only from {values[0]} to {values[-1]} bytes")
 
 
 def test_restart_without_savepoint_warns(columns_run, census_export, tmp_path):
