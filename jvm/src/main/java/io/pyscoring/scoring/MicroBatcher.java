@@ -32,9 +32,10 @@ import org.slf4j.LoggerFactory;
  * error code {@value #TIMEOUT}, whether the row is still queued or its batch is running in
  * TensorFlow. A row that finds every buffer taken until its deadline is completed the same way
  * without being queued. So is a row that finds every buffer taken while the running batch is
- * past the row timeout, if no buffer frees up within 10 ms. The scoring thread's later result for such a row is dropped, because a
- * future completes once. A handler that throws an exception completes its unfinished rows with
- * error code {@value #SCORER_ERROR}; an {@link Error} fails them, and so the task.
+ * past the row timeout, if no buffer frees up within 10 ms. The scoring thread's later result for
+ * such a row is dropped, because a future completes once. A batch whose rows have all timed out
+ * before it runs is skipped. A handler that throws an exception completes its unfinished rows
+ * with error code {@value #SCORER_ERROR}; an {@link Error} fails them, and so the task.
  */
 final class MicroBatcher implements AutoCloseable {
 
@@ -221,6 +222,11 @@ final class MicroBatcher implements AutoCloseable {
             if (batch == null) {
                 return;
             }
+            if (allTimedOut(batch)) {
+                LOG.debug("Skipping a batch of {} rows that all timed out in the queue", batch.size);
+                release(batch);
+                continue;
+            }
             try {
                 handler.accept(batch);
             } catch (Exception e) {
@@ -240,15 +246,33 @@ final class MicroBatcher implements AutoCloseable {
                     batch.futures[i].completeExceptionally(e);
                 }
             }
-            lock.lock();
-            try {
-                scoring = null;
-                batch.reset();
-                free.add(batch);
-                changed.signalAll();
-            } finally {
-                lock.unlock();
+            release(batch);
+        }
+    }
+
+    /**
+     * Returns whether every row of {@code batch} already has its result, which only the timeout
+     * thread gives before the handler runs.
+     */
+    private static boolean allTimedOut(InputBatch batch) {
+        for (int i = 0; i < batch.size; i++) {
+            if (!batch.futures[i].isDone()) {
+                return false;
             }
+        }
+        return true;
+    }
+
+    /** Returns the buffer of a finished or skipped batch to the free list. */
+    private void release(InputBatch batch) {
+        lock.lock();
+        try {
+            scoring = null;
+            batch.reset();
+            free.add(batch);
+            changed.signalAll();
+        } finally {
+            lock.unlock();
         }
     }
 

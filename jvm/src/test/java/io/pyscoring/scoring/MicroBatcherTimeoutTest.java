@@ -7,6 +7,7 @@ import java.util.ArrayList;
 import java.util.Collection;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
@@ -86,6 +87,50 @@ class MicroBatcherTimeoutTest {
                 value = result(add(batcher, 7L)).getField(0);
             }
             assertEquals(7L, value);
+        }
+    }
+
+    @Test
+    void batchOfTimedOutRowsIsSkipped() throws Exception {
+        CountDownLatch release = new CountDownLatch(1);
+        List<Long> handled = new CopyOnWriteArrayList<>();
+        Consumer<InputBatch> echo = echo(release);
+        Consumer<InputBatch> recording = batch -> {
+            try (var tensor = batch.columns[0].toTensor(0, batch.size)) {
+                for (Object value :
+                        BatchScorer.readOutput(new TensorSpec("n", TensorType.INT64, 0), tensor, batch.size)) {
+                    handled.add((Long) value);
+                }
+            }
+            echo.accept(batch);
+        };
+        try (MicroBatcher batcher =
+                new MicroBatcher(
+                        "test", ONE_LONG, 2, 0, TIMEOUT_NANOS, System::nanoTime, recording, COMPLETER)) {
+            CompletableFuture<Collection<Row>> stuck = add(batcher, -1L);
+            long started = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (handled.isEmpty() && System.nanoTime() < started) {
+                Thread.sleep(1);
+            }
+            assertEquals(List.of(-1L), handled);
+            // The full batches {1, 2} and {3, 4} queue behind the stuck one.
+            List<CompletableFuture<Collection<Row>>> queued = List.of(
+                    add(batcher, 1L), add(batcher, 2L), add(batcher, 3L), add(batcher, 4L));
+            assertEquals(MicroBatcher.TIMEOUT, result(stuck).getField(0));
+            for (CompletableFuture<Collection<Row>> future : queued) {
+                assertEquals(MicroBatcher.TIMEOUT, result(future).getField(0));
+            }
+
+            release.countDown();
+            Object value = null;
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (!Long.valueOf(7L).equals(value) && System.nanoTime() < deadline) {
+                value = result(add(batcher, 7L)).getField(0);
+            }
+            assertEquals(7L, value);
+            assertEquals(7L, handled.get(handled.size() - 1));
+            assertTrue(handled.stream().noneMatch(n -> n >= 1L && n <= 4L),
+                    "timed-out rows reached the handler: " + handled);
         }
     }
 
