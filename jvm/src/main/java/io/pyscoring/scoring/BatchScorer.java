@@ -10,6 +10,8 @@ import java.util.concurrent.CompletableFuture;
 import java.util.function.LongSupplier;
 import org.apache.flink.metrics.Counter;
 import org.apache.flink.metrics.Histogram;
+import org.apache.flink.metrics.MetricGroup;
+import org.apache.flink.runtime.metrics.DescriptiveStatisticsHistogram;
 import org.apache.flink.types.Row;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -42,7 +44,20 @@ final class BatchScorer {
      * Flink metric-group metrics, so the web UI and Flink's reporters see the scorer. The
      * latency histogram records milliseconds per row.
      */
-    record FlinkCounters(Counter predictions, Counter errors, Histogram latencyMillis) {}
+    record FlinkCounters(Counter predictions, Counter errors, Histogram latencyMillis) {
+
+        /** Rows the latency histogram keeps for its statistics. */
+        private static final int HISTOGRAM_WINDOW = 1000;
+
+        /** Registers the scorer's counters and latency histogram in {@code group}. */
+        static FlinkCounters register(MetricGroup group) {
+            return new FlinkCounters(
+                    group.counter("predictions"),
+                    group.counter("predictionErrors"),
+                    group.histogram(
+                            "predictionLatencyMs", new DescriptiveStatisticsHistogram(HISTOGRAM_WINDOW)));
+        }
+    }
 
     private final LoadedModel model;
     private final List<TensorSpec> inputs;
@@ -52,6 +67,23 @@ final class BatchScorer {
     private final ScoringMetrics metrics;
     private final String[] labels;
     private long loggedErrors;
+
+    /**
+     * Creates the scorer of a subtask: records {@code model} in the {@code pyscoring_model_info}
+     * metric and warms it up.
+     */
+    static BatchScorer open(LoadedModel model, FlinkCounters flinkCounters) {
+        ScoringMetrics.get()
+                .modelInfo
+                .addLabelValues(
+                        model.spec.modelName(),
+                        String.valueOf(model.spec.version()),
+                        PATH_LABEL,
+                        model.tensorFlowVersion);
+        BatchScorer scorer = new BatchScorer(model, System::nanoTime, flinkCounters);
+        scorer.warmUp();
+        return scorer;
+    }
 
     BatchScorer(LoadedModel model, LongSupplier nanoClock, FlinkCounters flinkCounters) {
         this.model = model;
@@ -249,8 +281,20 @@ final class BatchScorer {
         };
     }
 
-    /** Runs one row of neutral values (0, false, "") so the first real batch pays no setup. */
+    /**
+     * Runs one row of neutral values (0, false, "") so the first real batch pays no setup. A model
+     * that rejects those values is logged and left cold.
+     */
     void warmUp() {
+        try {
+            runNeutralRow();
+        } catch (RuntimeException e) {
+            LOG.warn("Warming up model {} version {} failed, so its first batch pays the setup: {}",
+                    model.spec.modelName(), model.spec.version(), e.toString());
+        }
+    }
+
+    private void runNeutralRow() {
         InputBatch batch = new InputBatch(inputs, 1);
         Object[] values = new Object[inputs.size()];
         for (int i = 0; i < values.length; i++) {

@@ -289,16 +289,8 @@ final class ModelWatcher {
         return parts.toString();
     }
 
-    /** Runs one neutral row so the first batch after a swap pays no setup; logs a failure. */
+    /** Runs one neutral row so the first batch after a swap pays no setup. */
     private static void warmUp(LoadedModel model) {
-        try {
-            new BatchScorer(model, System::nanoTime, null).warmUp();
-        } catch (RuntimeException e) {
-            LOG.warn(
-                    "Warming up model {} version {} failed, so its first batch pays the setup: {}",
-                    model.spec.modelName(),
-                    model.spec.version(),
-                    e.toString());
-        }
+        new BatchScorer(model, System::nanoTime, null).warmUp();
     }
 }

@@ -9,7 +9,6 @@ import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.flink.metrics.MetricGroup;
-import org.apache.flink.runtime.metrics.DescriptiveStatisticsHistogram;
 import org.apache.flink.table.api.DataTypes;
 import org.apache.flink.table.catalog.DataTypeFactory;
 import org.apache.flink.table.functions.AsyncTableFunction;
@@ -72,9 +71,6 @@ public class PredictFunction extends AsyncTableFunction<Row> implements Speciali
 
     private static final long serialVersionUID = 1L;
     private static final Logger LOG = LoggerFactory.getLogger(PredictFunction.class);
-
-    /** Rows the Flink metric-group latency histogram keeps for its statistics. */
-    private static final int FLINK_HISTOGRAM_WINDOW = 1000;
 
     /** Failures injected by {@code scoring.test.fail-at-rows} in this JVM, for tests. */
     private static final AtomicInteger INJECTED_FAILURES = new AtomicInteger();
@@ -141,14 +137,8 @@ public class PredictFunction extends AsyncTableFunction<Row> implements Speciali
                         .addGroup("pyscoring")
                         .addGroup("model", planned.modelName());
         group.gauge("modelVersion", () -> model.spec.version());
-        counters =
-                new BatchScorer.FlinkCounters(
-                        group.counter("predictions"),
-                        group.counter("predictionErrors"),
-                        group.histogram(
-                                "predictionLatencyMs",
-                                new DescriptiveStatisticsHistogram(FLINK_HISTOGRAM_WINDOW)));
-        scorer = newScorer(model);
+        counters = BatchScorer.FlinkCounters.register(group);
+        scorer = BatchScorer.open(model, counters);
         failAtRow = injectedFailureRow(context);
         rowsSeen = 0;
 
@@ -176,24 +166,6 @@ public class PredictFunction extends AsyncTableFunction<Row> implements Speciali
                         ? "version pinned"
                         : "watching " + exportDir + " every " + options.watchIntervalMs + " ms",
                 metrics.port());
-    }
-
-    private BatchScorer newScorer(LoadedModel loaded) {
-        ScoringMetrics.get()
-                .modelInfo
-                .addLabelValues(
-                        loaded.spec.modelName(),
-                        String.valueOf(loaded.spec.version()),
-                        BatchScorer.PATH_LABEL,
-                        loaded.tensorFlowVersion);
-        BatchScorer created = new BatchScorer(loaded, System::nanoTime, counters);
-        try {
-            created.warmUp();
-        } catch (RuntimeException e) {
-            LOG.warn("Warming up model {} version {} failed, so the first batch pays the setup: {}",
-                    loaded.spec.modelName(), loaded.spec.version(), e.toString());
-        }
-        return created;
     }
 
     /**
@@ -232,7 +204,7 @@ public class PredictFunction extends AsyncTableFunction<Row> implements Speciali
         if (latest == previous || !LoadedModel.retain(latest)) {
             return;
         }
-        scorer = newScorer(latest);
+        scorer = BatchScorer.open(latest, counters);
         model = latest;
         LoadedModel.release(previous);
         LOG.info(

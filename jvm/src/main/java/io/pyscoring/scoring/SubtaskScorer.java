@@ -5,7 +5,6 @@ import java.util.Collection;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import org.apache.flink.metrics.MetricGroup;
-import org.apache.flink.runtime.metrics.DescriptiveStatisticsHistogram;
 import org.apache.flink.types.Row;
 
 /**
@@ -18,9 +17,6 @@ import org.apache.flink.types.Row;
  * MicroBatcher}: {@link #submit} on the task thread, futures completed on the batcher thread.
  */
 public final class SubtaskScorer implements AutoCloseable {
-
-    /** Rows the Flink metric-group latency histogram keeps for its statistics. */
-    private static final int FLINK_HISTOGRAM_WINDOW = 1000;
 
     private final LoadedModel model;
     private final BatchScorer scorer;
@@ -41,24 +37,10 @@ public final class SubtaskScorer implements AutoCloseable {
      */
     public static SubtaskScorer open(
             ModelSpec spec, ScoringOptions options, MetricGroup group, String threadName) {
-        ScoringMetrics metrics = ScoringMetrics.get();
-        metrics.startServer(options);
+        ScoringMetrics.get().startServer(options);
         LoadedModel model = LoadedModel.acquire(spec, options);
         try {
-            metrics.modelInfo.addLabelValues(
-                    spec.modelName(),
-                    String.valueOf(spec.version()),
-                    BatchScorer.PATH_LABEL,
-                    model.tensorFlowVersion);
-            BatchScorer.FlinkCounters counters =
-                    new BatchScorer.FlinkCounters(
-                            group.counter("predictions"),
-                            group.counter("predictionErrors"),
-                            group.histogram(
-                                    "predictionLatencyMs",
-                                    new DescriptiveStatisticsHistogram(FLINK_HISTOGRAM_WINDOW)));
-            BatchScorer scorer = new BatchScorer(model, System::nanoTime, counters);
-            scorer.warmUp();
+            BatchScorer scorer = BatchScorer.open(model, BatchScorer.FlinkCounters.register(group));
             MicroBatcher batcher =
                     new MicroBatcher(
                             threadName,
