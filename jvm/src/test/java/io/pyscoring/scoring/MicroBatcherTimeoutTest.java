@@ -58,6 +58,19 @@ class MicroBatcherTimeoutTest {
         return future.get(10, TimeUnit.SECONDS).iterator().next();
     }
 
+    /**
+     * Adds {@code value} until a row comes back scored rather than timed out, for at most 10 s, and
+     * returns the last result's first field.
+     */
+    private static Object firstScored(MicroBatcher batcher, long value) throws Exception {
+        Object first = null;
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (!Long.valueOf(value).equals(first) && System.nanoTime() < deadline) {
+            first = result(add(batcher, value)).getField(0);
+        }
+        return first;
+    }
+
     @Test
     void stuckBatchRowsTimeOut() throws Exception {
         CountDownLatch release = new CountDownLatch(1);
@@ -81,12 +94,7 @@ class MicroBatcherTimeoutTest {
             // Until the released batch returns its buffer, a new row still meets the stuck
             // batch and times out; the first row after that is scored.
             release.countDown();
-            Object value = null;
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-            while (!Long.valueOf(7L).equals(value) && System.nanoTime() < deadline) {
-                value = result(add(batcher, 7L)).getField(0);
-            }
-            assertEquals(7L, value);
+            assertEquals(7L, firstScored(batcher, 7L));
         }
     }
 
@@ -122,12 +130,7 @@ class MicroBatcherTimeoutTest {
             }
 
             release.countDown();
-            Object value = null;
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-            while (!Long.valueOf(7L).equals(value) && System.nanoTime() < deadline) {
-                value = result(add(batcher, 7L)).getField(0);
-            }
-            assertEquals(7L, value);
+            assertEquals(7L, firstScored(batcher, 7L));
             assertEquals(7L, handled.get(handled.size() - 1));
             assertTrue(handled.stream().noneMatch(n -> n >= 1L && n <= 4L),
                     "timed-out rows reached the handler: " + handled);
