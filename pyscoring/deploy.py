@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Mapping
@@ -776,6 +777,7 @@ def create_table_environment(settings: Mapping[str, str]):
 # Flink 2.3's planner class that numbers execution nodes; it is loaded by the
 # planner's own classloader (flink-table-planner-loader), not the application's.
 _EXEC_NODE_CONTEXT = "org.apache.flink.table.planner.plan.nodes.exec.ExecNodeContext"
+_PLANNING_LOCK = threading.Lock()
 
 
 def reset_operator_ids(environment) -> None:
@@ -788,8 +790,9 @@ def reset_operator_ids(environment) -> None:
     in any process, the first deploy of a fresh process included, so a
     second deploy in one process restores the first one's savepoint.
     ExecNodeContext.resetIdCounter() is public in Flink 2.3 (marked for tests).
-    NOTE: the counter is shared by the JVM. Two jobs planned at once in
-    threads of one process can get equal uids, and deploy does not lock.
+    The counter is shared by the JVM, so deploy keeps _PLANNING_LOCK from the
+    reset until the job is submitted. NOTE: a job that the same process plans
+    outside deploy at that moment can still shift the ids.
     """
     from pyflink.java_gateway import get_gateway
 
@@ -899,18 +902,6 @@ def deploy(request: DeployRequest) -> DeployedJob:
     for statement in ddl:
         LOG.debug("SQL: %s", statement)
         environment.execute_sql(statement)
-    reset_operator_ids(environment)
-    statement_set = environment.create_statement_set()
-    if path == PS_PATH:
-        _register_ps_scored_view(
-            environment, request, version_dir.resolve(), model, output_dir, targets_file)
-    else:
-        register_scored_view(environment, scoring_query)
-    for statement in inserts:
-        statement_set.add_insert_sql(statement)
-    from pyflink.table.explain_detail import ExplainDetail
-
-    execution_plan = statement_set.explain(ExplainDetail.JSON_EXECUTION_PLAN)
     driver_logging = None
     if path == PS_PATH and placement.embedded:
         from pyscoring.cluster.job import DriverLogging
@@ -919,7 +910,22 @@ def deploy(request: DeployRequest) -> DeployedJob:
         # takes over the root logger's handlers when they start.
         driver_logging = DriverLogging()
     try:
-        table_result = statement_set.execute()
+        # The operator uids come from a counter that every plan in this JVM
+        # shares, so two deploys in threads of one process plan one at a time.
+        with _PLANNING_LOCK:
+            reset_operator_ids(environment)
+            statement_set = environment.create_statement_set()
+            if path == PS_PATH:
+                _register_ps_scored_view(
+                    environment, request, version_dir.resolve(), model, output_dir, targets_file)
+            else:
+                register_scored_view(environment, scoring_query)
+            for statement in inserts:
+                statement_set.add_insert_sql(statement)
+            from pyflink.table.explain_detail import ExplainDetail
+
+            execution_plan = statement_set.explain(ExplainDetail.JSON_EXECUTION_PLAN)
+            table_result = statement_set.execute()
     except BaseException:
         if driver_logging is not None:
             driver_logging.restore()

@@ -1,5 +1,6 @@
 """Flink-native use of the census export: CREATE MODEL with ML_PREDICT, a savepoint stop and a
-resume at another parallelism, pass-through and renamed columns, and the health metrics.
+resume at another parallelism, the operator uids of concurrent deploys, pass-through and
+renamed columns, and the health metrics.
 
 Every Flink job runs in a child process, `pyscoring` CLI commands or a script, because the
 pytest process may import Python TensorFlow, which must not share a process with the
@@ -254,6 +255,49 @@ def test_savepoint_resumes_in_same_process(census_export, tmp_path):
     assert [key for key, count in counts.items() if count > 1] == [], "rows written twice"
     data = census.load(input_path)
     assert set(counts) == set(census.row_keys(input_path, data.line_numbers))
+
+
+# Deploys once alone, then twice at the same moment from two threads of one
+# process. Prints each job's planner node labels ("Calc[12]") as JSON: the
+# number is the node id in the job's operator uids.
+_CONCURRENT_SCRIPT = """
+import json, re, sys, threading
+from pathlib import Path
+from pyscoring import deploy
+
+export_dir, input_path, output_root = (Path(arg) for arg in sys.argv[1:4])
+
+def plan_nodes(name, plans):
+    job = deploy.deploy(deploy.DeployRequest(
+        model_dir=export_dir, output_dir=output_root / name, input_path=input_path))
+    plans[name] = sorted(re.findall(r'"type" : "([^"]*\\[\\d+\\][^"]*)"', job.execution_plan))
+    job.wait(180)
+    job.targets_writer.clear()
+
+plans = {}
+plan_nodes("alone", plans)
+threads = [threading.Thread(target=plan_nodes, args=(name, plans)) for name in ("a", "b")]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+assert set(plans) == {"alone", "a", "b"}, f"a deploy failed; planned only {sorted(plans)}"
+print(json.dumps(plans))
+"""
+
+
+def test_concurrent_deploys_plan_same_uids(census_export, tmp_path):
+    input_path = tmp_path / "rows.txt"
+    lines = census_export.test_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    input_path.write_text("".join(lines[:40]), encoding="utf-8")
+
+    completed = _run(["-c", _CONCURRENT_SCRIPT, str(census_export.export_dir), str(input_path),
+                      str(tmp_path)])
+    plans = json.loads(completed.stdout.strip().splitlines()[-1])
+
+    assert plans["alone"], "the plan lists no planner nodes"
+    assert plans["a"] == plans["alone"]
+    assert plans["b"] == plans["alone"]
 
 
 @dataclasses.dataclass
