@@ -103,13 +103,24 @@ final class BatchScorer {
         return outputs.size() + 3;
     }
 
-    /** Scores every row of {@code batch}; completes all of its futures. */
+    /**
+     * Scores the rows of {@code batch} that have no result yet; completes all of its futures.
+     * Rows time out in the order they entered the batch, so the rows with a result form a prefix,
+     * and TensorFlow runs only the rows after it.
+     */
     void score(InputBatch batch) {
+        int first = 0;
+        while (first < batch.size && batch.futures[first].isDone()) {
+            first++;
+        }
+        if (first == batch.size) {
+            return;
+        }
         long start = nanoClock.getAsLong();
-        int scored = scoreRange(batch, 0, batch.size);
+        int scored = scoreRange(batch, first, batch.size - first);
         long end = nanoClock.getAsLong();
         metrics.batchLatency.labelValues(labels).observe((end - start) / 1e9);
-        metrics.batchSize.labelValues(labels).observe(batch.size);
+        metrics.batchSize.labelValues(labels).observe(batch.size - first);
         metrics.predictions.labelValues(labels).inc(scored);
         if (scored > 0) {
             metrics.lastSuccessfulBatch.labelValues(labels).set(System.currentTimeMillis() / 1000.0);
@@ -117,13 +128,13 @@ final class BatchScorer {
         if (flinkCounters != null) {
             flinkCounters.predictions().inc(scored);
         }
-        var latency = metrics.predictionLatency.labelValues(labels);
-        for (int i = 0; i < batch.size; i++) {
-            long latencyNanos = end - batch.enqueuedNanos[i];
-            latency.observe(latencyNanos / 1e9);
-            if (flinkCounters != null) {
-                flinkCounters.latencyMillis().update(latencyNanos / 1_000_000);
-            }
+    }
+
+    /** Records the latency of one row, from entering the batcher to its result. */
+    private void observeLatency(long latencyNanos) {
+        metrics.predictionLatency.labelValues(labels).observe(latencyNanos / 1e9);
+        if (flinkCounters != null) {
+            flinkCounters.latencyMillis().update(latencyNanos / 1_000_000);
         }
     }
 
@@ -137,9 +148,11 @@ final class BatchScorer {
                 int half = count / 2;
                 return scoreRange(batch, from, half) + scoreRange(batch, from + half, count - half);
             }
-            completeWithError(batch.futures[from], "TF_ERROR", e.getMessage());
+            completeWithError(batch.futures[from], "TF_ERROR", e.getMessage(),
+                    nanoClock.getAsLong() - batch.enqueuedNanos[from]);
             return 0;
         }
+        long now = nanoClock.getAsLong();
         int completed = 0;
         for (int row = 0; row < count; row++) {
             Row output = new Row(outputArity());
@@ -149,23 +162,39 @@ final class BatchScorer {
             output.setField(outputs.size(), model.spec.version());
             if (batch.futures[from + row].complete(List.of(output))) {
                 completed++;
+                observeLatency(now - batch.enqueuedNanos[from + row]);
             }
         }
         return completed;
     }
 
     /**
-     * Completes a row with an error row and counts it, unless the row is complete already.
-     * Thread-safe.
+     * Completes a row that never entered the batcher with an error row and counts it, unless the
+     * row is complete already. Thread-safe.
      */
     void completeWithError(
             CompletableFuture<Collection<Row>> future, String errorCode, String message) {
+        completeWithError(future, errorCode, message, -1);
+    }
+
+    /**
+     * Completes a row with an error row and counts it, unless the row is complete already. A
+     * {@code waitedNanos} of 0 or more is recorded as the row's latency. Thread-safe.
+     */
+    void completeWithError(
+            CompletableFuture<Collection<Row>> future,
+            String errorCode,
+            String message,
+            long waitedNanos) {
         Row output = new Row(outputArity());
         output.setField(outputs.size(), model.spec.version());
         output.setField(outputs.size() + 1, errorCode);
         output.setField(outputs.size() + 2, message);
         if (!future.complete(List.of(output))) {
             return;
+        }
+        if (waitedNanos >= 0) {
+            observeLatency(waitedNanos);
         }
         metrics.predictionErrors.labelValues(labels[0], labels[1], labels[2], errorCode).inc();
         if (flinkCounters != null) {

@@ -45,11 +45,17 @@ final class MicroBatcher implements AutoCloseable {
     /** Error code of a row whose batch handler threw an exception. */
     static final String SCORER_ERROR = "SCORER_ERROR";
 
-    /** Completes a row with an error row instead of scores; must be thread-safe. */
+    /**
+     * Completes a row with an error row instead of scores, {@code waitedNanos} after the row
+     * entered the batcher; must be thread-safe.
+     */
     @FunctionalInterface
     interface RowCompleter {
         void completeWithError(
-                CompletableFuture<Collection<Row>> future, String errorCode, String message);
+                CompletableFuture<Collection<Row>> future,
+                String errorCode,
+                String message,
+                long waitedNanos);
     }
 
     private static final Logger LOG = LoggerFactory.getLogger(MicroBatcher.class);
@@ -233,9 +239,11 @@ final class MicroBatcher implements AutoCloseable {
                 // The handler completes futures itself; this only guards the rows.
                 LOG.error("Scoring a batch of {} rows failed; completing its unfinished rows with {}",
                         batch.size, SCORER_ERROR, e);
+                long now = nanoClock.getAsLong();
                 for (int i = 0; i < batch.size; i++) {
                     if (completer != null) {
-                        completer.completeWithError(batch.futures[i], SCORER_ERROR, e.toString());
+                        completer.completeWithError(batch.futures[i], SCORER_ERROR, e.toString(),
+                                now - batch.enqueuedNanos[i]);
                     } else {
                         batch.futures[i].completeExceptionally(e);
                     }
@@ -362,7 +370,8 @@ final class MicroBatcher implements AutoCloseable {
                         + ", above the row timeout of "
                         + timeoutMillis
                         + " ms; raise scoring.batch-timeout-ms or scoring.async-timeout-ms if"
-                        + " TensorFlow needs longer");
+                        + " TensorFlow needs longer",
+                waitedNanos);
         expiredRows++;
         if (expiredRows <= 10 || expiredRows % 10_000 == 0) {
             LOG.warn("{} rows timed out so far in {}; the latest waited {} ms {}",

@@ -152,7 +152,8 @@ public class PredictFunction extends AsyncTableFunction<Row> implements Speciali
                         options.rowTimeoutMs * 1_000_000L,
                         System::nanoTime,
                         this::scoreBatch,
-                        (future, code, message) -> scorer.completeWithError(future, code, message));
+                        (future, code, message, waitedNanos) ->
+                                scorer.completeWithError(future, code, message, waitedNanos));
         LOG.info(
                 "Scoring with model {} version {} in {}: max batch {} rows, max delay {} ms, row"
                         + " timeout {} ms, {}, metrics port {}",

@@ -6,6 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.prometheus.metrics.core.metrics.Histogram;
+import io.prometheus.metrics.model.snapshots.HistogramSnapshot;
+import io.pyscoring.metrics.ScoringMetrics;
 import java.net.URISyntaxException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -93,6 +96,58 @@ class BatchScorerTest {
                 assertNull(row.getField(3), "row " + i);
             }
         }
+    }
+
+    /** Returns the sum and the count of {@code histogram}'s data point for the tiny model. */
+    private static double[] sumAndCount(Histogram histogram) {
+        for (HistogramSnapshot.HistogramDataPointSnapshot point : histogram.collect().getDataPoints()) {
+            if (model.spec.modelName().equals(point.getLabels().get("model"))
+                    && String.valueOf(model.spec.version()).equals(point.getLabels().get("version"))) {
+                return new double[] {point.getSum(), point.getCount()};
+            }
+        }
+        return new double[] {0, 0};
+    }
+
+    @Test
+    void timedOutPrefixIsNotRun() throws Exception {
+        InputBatch batch = new InputBatch(model.spec.inputs(), 2);
+        CompletableFuture<Collection<Row>> timedOut = new CompletableFuture<>();
+        CompletableFuture<Collection<Row>> waiting = new CompletableFuture<>();
+        // TensorFlow would reject the first row's negative count.
+        batch.add(new Object[] {1.0f, -3L, "b"}, 0, timedOut, System.nanoTime());
+        batch.add(new Object[] {1.0f, 2L, "b"}, 0, waiting, System.nanoTime());
+        ScoringMetrics metrics = ScoringMetrics.get();
+        double[] sizesBefore = sumAndCount(metrics.batchSize);
+        double[] latencyBefore = sumAndCount(metrics.predictionLatency);
+
+        scorer.completeWithError(timedOut, "TIMEOUT", "no result in time", 5_000_000L);
+        scorer.score(batch);
+
+        assertEquals("TIMEOUT", timedOut.get().iterator().next().getField(3));
+        Row scored = waiting.get().iterator().next();
+        assertEquals(4.0f, scored.getField(0));
+        assertNull(scored.getField(3));
+        double[] sizesAfter = sumAndCount(metrics.batchSize);
+        assertEquals(1.0, sizesAfter[0] - sizesBefore[0], "rows in the TensorFlow call");
+        assertEquals(1.0, sizesAfter[1] - sizesBefore[1], "TensorFlow calls");
+        double[] latencyAfter = sumAndCount(metrics.predictionLatency);
+        assertEquals(2.0, latencyAfter[1] - latencyBefore[1], "rows with a latency");
+        assertTrue(latencyAfter[0] - latencyBefore[0] >= 0.005, "the timed-out row's 5 ms");
+    }
+
+    @Test
+    void fullyTimedOutBatchIsNotRun() throws Exception {
+        InputBatch batch = new InputBatch(model.spec.inputs(), 1);
+        CompletableFuture<Collection<Row>> timedOut = new CompletableFuture<>();
+        batch.add(new Object[] {1.0f, 2L, "b"}, 0, timedOut, System.nanoTime());
+        double[] sizesBefore = sumAndCount(ScoringMetrics.get().batchSize);
+
+        scorer.completeWithError(timedOut, "TIMEOUT", "no result in time", 0);
+        scorer.score(batch);
+
+        assertEquals("TIMEOUT", timedOut.get().iterator().next().getField(3));
+        assertEquals(sizesBefore[1], sumAndCount(ScoringMetrics.get().batchSize)[1]);
     }
 
     @Test

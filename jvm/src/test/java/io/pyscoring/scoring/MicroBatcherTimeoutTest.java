@@ -23,7 +23,7 @@ class MicroBatcherTimeoutTest {
 
     /** Completes a row with Row(errorCode, message), as BatchScorer does with its error rows. */
     private static final MicroBatcher.RowCompleter COMPLETER =
-            (future, code, message) -> future.complete(List.of(Row.of(code, message)));
+            (future, code, message, waitedNanos) -> future.complete(List.of(Row.of(code, message)));
 
     /** Echoes each row's value, after waiting for {@code release} when a row holds -1. */
     private static Consumer<InputBatch> echo(CountDownLatch release) {
