@@ -33,7 +33,9 @@ from pathlib import Path
 
 from pyscoring import deploy, manifest
 from pyscoring.config import Config
-from pyscoring.metrics import LATENCY_METRIC, counter_total, histogram_buckets, scrape
+from pyscoring.metrics import (
+    LATENCY_METRIC, counter_total, histogram_buckets, histogram_sum_count, scrape,
+)
 
 from bench import data as bench_data
 
@@ -203,18 +205,6 @@ def _scrape_latency(targets_dir: Path, model_name: str, warmup_s: float, window_
 _previous_totals: dict[str, float] = {}
 
 
-def _histogram_sum_count(family, labels) -> tuple[float, float]:
-    total = count = 0.0
-    for sample in family.samples:
-        if any(sample.labels.get(key) != value for key, value in labels.items()):
-            continue
-        if sample.name.endswith("_sum"):
-            total += sample.value
-        elif sample.name.endswith("_count"):
-            count += sample.value
-    return total, count
-
-
 def scorer_totals(targets_dir: Path, model_name: str) -> dict | None:
     """Return what the scorer did during the last job, from the difference of two scrapes.
 
@@ -227,8 +217,8 @@ def scorer_totals(targets_dir: Path, model_name: str) -> dict | None:
         return None
     families = scrape(json.loads(files[0].read_text())["target"])
     labels = {"model": model_name}
-    batch_seconds, batches = _histogram_sum_count(families["pyscoring_batch_latency_seconds"], labels)
-    batch_rows, _ = _histogram_sum_count(families["pyscoring_batch_size"], labels)
+    batch_seconds, batches = histogram_sum_count(families["pyscoring_batch_latency_seconds"], labels)
+    batch_rows, _ = histogram_sum_count(families["pyscoring_batch_size"], labels)
     totals = {"batch_seconds": batch_seconds, "batches": batches, "rows": batch_rows}
     key = model_name
     previous = {name[len(key) + 1:]: value for name, value in _previous_totals.items()

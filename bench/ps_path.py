@@ -229,18 +229,6 @@ def _targets(targets_file: Path) -> list[str]:
     return sorted({target for group in groups for target in group.get("targets", [])})
 
 
-def _histogram_sum_count(family, labels: dict) -> tuple[float, float]:
-    total = count = 0.0
-    for sample in family.samples:
-        if any(sample.labels.get(key) != value for key, value in labels.items()):
-            continue
-        if sample.name.endswith("_sum"):
-            total += sample.value
-        elif sample.name.endswith("_count"):
-            count += sample.value
-    return total, count
-
-
 class CounterSampler:
     """Scrapes every endpoint of a job's targets file every SAMPLE_INTERVAL_S seconds.
 
@@ -268,7 +256,9 @@ class CounterSampler:
         self._thread.join()
 
     def _scrape(self) -> dict | None:
-        from pyscoring.metrics import LATENCY_METRIC, counter_total, histogram_buckets, scrape
+        from pyscoring.metrics import (
+            LATENCY_METRIC, counter_total, histogram_buckets, histogram_sum_count, scrape,
+        )
 
         sample = None
         for target in _targets(self.targets_file):
@@ -283,9 +273,9 @@ class CounterSampler:
             if sample is None:
                 sample = {"targets": [], "predictions": 0.0, "latency_buckets": {},
                           "batch_rows": 0.0, "batches": 0.0, "batch_seconds": 0.0}
-            batch_rows, batches = _histogram_sum_count(
+            batch_rows, batches = histogram_sum_count(
                 families["pyscoring_batch_size"], self.labels)
-            batch_seconds, _ = _histogram_sum_count(
+            batch_seconds, _ = histogram_sum_count(
                 families["pyscoring_batch_latency_seconds"], self.labels)
             sample["targets"].append(target)
             sample["predictions"] += counter_total(predictions, self.labels)

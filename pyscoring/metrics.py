@@ -271,3 +271,16 @@ def counter_total(family, labels: Mapping[str, str] | None = None) -> float:
             continue
         total += sample.value
     return total
+
+
+def histogram_sum_count(family, labels: Mapping[str, str] | None = None) -> tuple[float, float]:
+    """Sum the `_sum` and the `_count` samples of a histogram family over series that match `labels`."""
+    total = count = 0.0
+    for sample in family.samples:
+        if labels and any(sample.labels.get(key) != value for key, value in labels.items()):
+            continue
+        if sample.name.endswith("_sum"):
+            total += sample.value
+        elif sample.name.endswith("_count"):
+            count += sample.value
+    return total, count

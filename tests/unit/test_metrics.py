@@ -7,7 +7,9 @@ import math
 
 import pytest
 
-from pyscoring.metrics import TargetsFileWriter, histogram_quantile
+from prometheus_client.parser import text_string_to_metric_families
+
+from pyscoring.metrics import TargetsFileWriter, histogram_quantile, histogram_sum_count
 
 
 def test_quantile_interpolates_within_bucket():
@@ -29,6 +31,27 @@ def test_quantile_of_empty_histogram_is_nan():
 def test_quantile_outside_unit_interval_is_rejected():
     with pytest.raises(ValueError, match="within \\[0, 1\\]"):
         histogram_quantile(1.5, [(math.inf, 1.0)])
+
+
+def test_histogram_sum_count_filters_series():
+    text = (
+        "# TYPE batch_size histogram\n"
+        'batch_size_bucket{model="a",path="jvm",le="+Inf"} 3\n'
+        'batch_size_sum{model="a",path="jvm"} 12\n'
+        'batch_size_count{model="a",path="jvm"} 3\n'
+        'batch_size_bucket{model="a",path="ps",le="+Inf"} 2\n'
+        'batch_size_sum{model="a",path="ps"} 5\n'
+        'batch_size_count{model="a",path="ps"} 2\n'
+        'batch_size_bucket{model="b",path="jvm",le="+Inf"} 1\n'
+        'batch_size_sum{model="b",path="jvm"} 7\n'
+        'batch_size_count{model="b",path="jvm"} 1\n'
+    )
+    family = next(iter(text_string_to_metric_families(text)))
+
+    assert histogram_sum_count(family, {"model": "a"}) == (17.0, 5.0)
+    assert histogram_sum_count(family, {"model": "a", "path": "ps"}) == (5.0, 2.0)
+    assert histogram_sum_count(family) == (24.0, 6.0)
+    assert histogram_sum_count(family, {"model": "c"}) == (0.0, 0.0)
 
 
 def test_targets_file_lists_every_endpoint(tmp_path):
