@@ -15,11 +15,12 @@ loop busy-waits on one CPU core, because the only sleep ops of TensorFlow
 2.18 (SleepDataset and ExperimentalSleepDataset) act on tf.data datasets.
 """
 
-import json
 import os
 import shutil
 
 import tensorflow as tf
+
+from make_test_models import save_export
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_DELAY_MS = 10_000
@@ -50,44 +51,13 @@ def write_slow(version_dir: str) -> None:
             y = tf.identity(weight * x, name="y")
         with tf.compat.v1.Session() as session:
             session.run(tf.compat.v1.global_variables_initializer())
-            builder = tf.compat.v1.saved_model.Builder(version_dir)
-            signature = tf.compat.v1.saved_model.predict_signature_def(
-                inputs={"x": x, "delay_ms": delay_ms},
-                outputs={"y": y},
-            )
-            builder.add_meta_graph_and_variables(
+            save_export(
                 session,
-                ["serve"],
-                signature_def_map={"serving_default": signature},
+                version_dir,
+                "slow",
+                inputs={"x": (x, "float32", [-1]), "delay_ms": (delay_ms, "int64", [-1])},
+                outputs={"y": (y, "float32", [-1])},
             )
-            builder.save()
-    manifest = {
-        "format_version": 1,
-        "model_name": "slow",
-        "version": 1,
-        "created_at": "2026-01-01T00:00:00Z",
-        "tensorflow_version": tf.__version__,
-        "signature": {
-            "key": "serving_default",
-            "inputs": [
-                {"name": "x", "dtype": "float32", "shape": [-1]},
-                {"name": "delay_ms", "dtype": "int64", "shape": [-1]},
-            ],
-            "outputs": [
-                {"name": "y", "dtype": "float32", "shape": [-1]},
-            ],
-        },
-        "feature_mapping": {"x": "x", "delay_ms": "delay_ms"},
-        "variables": {"bytes": 0, "partitioned": False, "ps_shards": 1,
-                      "partitioned_variables": []},
-        "training": {"global_step": 0, "workers": 1, "ps": 0, "metrics": {}},
-    }
-    variables = os.path.join(version_dir, "variables")
-    manifest["variables"]["bytes"] = sum(
-        os.path.getsize(os.path.join(variables, name)) for name in os.listdir(variables)
-    )
-    with open(os.path.join(version_dir, "pyscoring.json"), "w") as handle:
-        json.dump(manifest, handle, indent=2)
 
 
 if __name__ == "__main__":

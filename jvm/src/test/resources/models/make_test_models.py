@@ -23,6 +23,56 @@ import tensorflow as tf
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def save_export(session, version_dir: str, model_name: str, inputs: dict, outputs: dict) -> None:
+    """Save the session's graph as a SavedModel version with one serving signature and a manifest.
+
+    `inputs` and `outputs` map each signature name to (tensor, manifest dtype, manifest shape),
+    in signature order. Every input is fed from the column of the same name.
+    """
+    builder = tf.compat.v1.saved_model.Builder(version_dir)
+    signature = tf.compat.v1.saved_model.predict_signature_def(
+        inputs={name: tensor for name, (tensor, _, _) in inputs.items()},
+        outputs={name: tensor for name, (tensor, _, _) in outputs.items()},
+    )
+    builder.add_meta_graph_and_variables(
+        session,
+        ["serve"],
+        signature_def_map={"serving_default": signature},
+    )
+    builder.save()
+    variables = os.path.join(version_dir, "variables")
+    manifest = {
+        "format_version": 1,
+        "model_name": model_name,
+        "version": 1,
+        "created_at": "2026-01-01T00:00:00Z",
+        "tensorflow_version": tf.__version__,
+        "signature": {
+            "key": "serving_default",
+            "inputs": [
+                {"name": name, "dtype": dtype, "shape": shape}
+                for name, (_, dtype, shape) in inputs.items()
+            ],
+            "outputs": [
+                {"name": name, "dtype": dtype, "shape": shape}
+                for name, (_, dtype, shape) in outputs.items()
+            ],
+        },
+        "feature_mapping": {name: name for name in inputs},
+        "variables": {
+            "bytes": sum(
+                os.path.getsize(os.path.join(variables, name)) for name in os.listdir(variables)
+            ),
+            "partitioned": False,
+            "ps_shards": 1,
+            "partitioned_variables": [],
+        },
+        "training": {"global_step": 0, "workers": 1, "ps": 0, "metrics": {}},
+    }
+    with open(os.path.join(version_dir, "pyscoring.json"), "w") as handle:
+        json.dump(manifest, handle, indent=2)
+
+
 def write_tiny(version_dir: str) -> None:
     graph = tf.Graph()
     with graph.as_default():
@@ -41,46 +91,17 @@ def write_tiny(version_dir: str) -> None:
             pair = tf.stack([x, -x], axis=1, name="pair")
         with tf.compat.v1.Session() as session:
             session.run(tf.compat.v1.global_variables_initializer())
-            builder = tf.compat.v1.saved_model.Builder(version_dir)
-            signature = tf.compat.v1.saved_model.predict_signature_def(
-                inputs={"x": x, "count": count, "label": label},
-                outputs={"y": y, "pair": pair},
-            )
-            builder.add_meta_graph_and_variables(
+            save_export(
                 session,
-                ["serve"],
-                signature_def_map={"serving_default": signature},
+                version_dir,
+                "tiny",
+                inputs={
+                    "x": (x, "float32", [-1]),
+                    "count": (count, "int64", [-1]),
+                    "label": (label, "string", [-1]),
+                },
+                outputs={"y": (y, "float32", [-1]), "pair": (pair, "float32", [-1, 2])},
             )
-            builder.save()
-    manifest = {
-        "format_version": 1,
-        "model_name": "tiny",
-        "version": 1,
-        "created_at": "2026-01-01T00:00:00Z",
-        "tensorflow_version": tf.__version__,
-        "signature": {
-            "key": "serving_default",
-            "inputs": [
-                {"name": "x", "dtype": "float32", "shape": [-1]},
-                {"name": "count", "dtype": "int64", "shape": [-1]},
-                {"name": "label", "dtype": "string", "shape": [-1]},
-            ],
-            "outputs": [
-                {"name": "y", "dtype": "float32", "shape": [-1]},
-                {"name": "pair", "dtype": "float32", "shape": [-1, 2]},
-            ],
-        },
-        "feature_mapping": {"x": "x", "count": "count", "label": "label"},
-        "variables": {"bytes": 0, "partitioned": False, "ps_shards": 1,
-                      "partitioned_variables": []},
-        "training": {"global_step": 0, "workers": 1, "ps": 0, "metrics": {}},
-    }
-    variables = os.path.join(version_dir, "variables")
-    manifest["variables"]["bytes"] = sum(
-        os.path.getsize(os.path.join(variables, name)) for name in os.listdir(variables)
-    )
-    with open(os.path.join(version_dir, "pyscoring.json"), "w") as handle:
-        json.dump(manifest, handle, indent=2)
 
 
 MISSING_OP = "PyscoringTestMissingOp"
