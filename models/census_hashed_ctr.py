@@ -32,14 +32,9 @@ from typing import Mapping
 
 import tensorflow as tf
 
-from models.census_wide_deep import (
-    LOGIT,
-    MODE_PREDICT,
-    MODES,
-    PROBABILITY,
-    ModelOutputs,
-)
+from models.census_wide_deep import ModelOutputs
 from pyscoring import census
+from pyscoring.training.model_module import LOGIT, MODE_PREDICT, MODES, PROBABILITY
 
 MODEL_NAME = "census_hashed_ctr"
 

@@ -35,19 +35,19 @@ import numpy as np
 import tensorflow as tf
 
 from pyscoring import census
+# The model contract's modes and output names, which models.census_entry reads from this module.
+from pyscoring.training.model_module import (  # noqa: F401
+    LOGIT,
+    MODE_EVAL,
+    MODE_PREDICT,
+    MODE_TRAIN,
+    MODES,
+    PROBABILITY,
+)
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "census_wide_deep"
-
-MODE_TRAIN = "train"
-MODE_EVAL = "eval"
-MODE_PREDICT = "predict"
-MODES = (MODE_TRAIN, MODE_EVAL, MODE_PREDICT)
-
-# Output tensor names in the graph and in the serving signature.
-PROBABILITY = "probability"
-LOGIT = "logit"
 
 WIDE_SCOPE = "wide"
 DEEP_SCOPE = "deep"
