@@ -104,9 +104,9 @@ final class BatchScorer {
     }
 
     /**
-     * Scores the rows of {@code batch} that have no result yet; completes all of its futures.
-     * Rows time out in the order they entered the batch, so the rows with a result form a prefix,
-     * and TensorFlow runs only the rows after it.
+     * Scores the rows of {@code batch} that have no result yet, so that all of its futures are
+     * complete. Rows time out in the order they entered the batch, so the rows with a result are a
+     * prefix, and TensorFlow runs only the rows after it.
      */
     void score(InputBatch batch) {
         int first = 0;

@@ -47,7 +47,7 @@ final class MicroBatcher implements AutoCloseable {
 
     /**
      * Completes a row with an error row instead of scores, {@code waitedNanos} after the row
-     * entered the batcher; must be thread-safe.
+     * entered the batcher. Implementations must be thread-safe.
      */
     @FunctionalInterface
     interface RowCompleter {
@@ -259,8 +259,8 @@ final class MicroBatcher implements AutoCloseable {
     }
 
     /**
-     * Returns whether every row of {@code batch} already has its result, which only the timeout
-     * thread gives before the handler runs.
+     * Returns whether every row of {@code batch} already has a result. Before the handler runs,
+     * only the timeout thread completes rows.
      */
     private static boolean allTimedOut(InputBatch batch) {
         for (int i = 0; i < batch.size; i++) {
